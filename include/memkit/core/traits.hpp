@@ -60,6 +60,7 @@ struct allocator_traits {
 template <allocator A>
 class allocator_ref {
 public:
+    using referenced_type = A;
     static constexpr bool is_thread_safe = allocator_traits<A>::is_thread_safe;
     static constexpr std::size_t max_alignment = allocator_traits<A>::max_alignment;
 
@@ -80,6 +81,16 @@ public:
         return a_->owns(p);
     }
     [[nodiscard]] std::size_t max_size() const noexcept { return allocator_traits<A>::max_size(*a_); }
+    [[nodiscard]] allocator_stats stats() const noexcept
+        requires allocator_traits<A>::has_stats
+    {
+        return a_->stats();
+    }
+    void reset()
+        requires allocator_traits<A>::has_reset
+    {
+        a_->reset();
+    }
 
     [[nodiscard]] A& get() const noexcept { return *a_; }
     friend bool operator==(allocator_ref x, allocator_ref y) noexcept { return x.a_ == y.a_; }
