@@ -1,0 +1,31 @@
+// tools/memkit/commands.hpp - the subcommands of the `memkit` command-line tool.
+//
+// Each subcommand lives in its own file and adds itself to the CLI11 application through one
+// `add_<name>_command` function, which declares its options and returns the function that runs
+// it once the command line has been parsed. main() only wires them together, so a new
+// subcommand is one new file plus one line in main.cpp.
+//
+//   CLI::App app{"memkit"};
+//   memkit::cli::command bench = memkit::cli::add_bench_command(app);
+//   if (bench.app->parsed()) return bench.run();
+#pragma once
+
+#include <functional>
+
+namespace CLI {
+class App;
+}
+
+namespace memkit::cli {
+
+/// A subcommand registered on the application: its CLI11 node and its entry point, which
+/// returns the process exit status.
+struct command {
+    CLI::App* app = nullptr;
+    std::function<int()> run;
+};
+
+/// `memkit bench`: runs memkit's benchmark cases against their peers and prints the table.
+[[nodiscard]] command add_bench_command(CLI::App& app);
+
+} // namespace memkit::cli
