@@ -1,0 +1,31 @@
+// memkit/memkit.hpp - the umbrella header: every public memkit header in one include.
+//
+// Prefer the specific headers in libraries (they compile faster); this one is for applications
+// and experiments.
+//
+//   #include <memkit/memkit.hpp>
+//   memkit::arena a;
+//   memkit::resource r{a};
+#pragma once
+
+#include "memkit/core/align.hpp"
+#include "memkit/core/barrier.hpp"
+#include "memkit/core/concepts.hpp"
+#include "memkit/core/error.hpp"
+#include "memkit/core/memory_utils.hpp"
+#include "memkit/core/platform.hpp"
+#include "memkit/core/stats.hpp"
+#include "memkit/core/storage.hpp"
+#include "memkit/core/traits.hpp"
+
+#include "memkit/alloc/aligned.hpp"
+#include "memkit/alloc/arena.hpp"
+#include "memkit/alloc/object_pool.hpp"
+#include "memkit/alloc/pool.hpp"
+#include "memkit/alloc/stack.hpp"
+#include "memkit/alloc/system.hpp"
+
+#include "memkit/compose/synchronized.hpp"
+
+#include "memkit/pmr/resource.hpp"
+#include "memkit/pmr/std_allocator.hpp"
