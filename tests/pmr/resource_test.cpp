@@ -64,7 +64,9 @@ TEST(Resource, ErrorsPropagateAsExceptions) {
     EXPECT_THROW((void)r.allocate(600), std::bad_alloc);
     EXPECT_THROW((void)r.allocate(600), memkit::out_of_memory);
     EXPECT_THROW((void)r.allocate(4096), memkit::bad_size) << "above max_size(): bad input";
-    EXPECT_THROW((void)r.allocate(16, 3), memkit::invalid_alignment);
+    // Held in a volatile so that the compiler cannot see (and warn about) the bad constant.
+    volatile std::size_t bad_alignment = 3;
+    EXPECT_THROW((void)r.allocate(16, bad_alignment), memkit::invalid_alignment);
 }
 
 TEST(Resource, StdPmrContainers) {
