@@ -136,7 +136,7 @@ public:
     /// Takes every chunk and node of `o`; `o` is left empty (same node size and options), usable.
     basic_pool(basic_pool&& o) noexcept(std::is_nothrow_move_constructible_v<Parent>)
         : free_(std::exchange(o.free_, nullptr)), allocations_(std::exchange(o.allocations_, 0)),
-          deallocations_(std::exchange(o.deallocations_, 0)), peak_(std::exchange(o.peak_, 0)),
+          peak_(std::exchange(o.peak_, 0)), deallocations_(std::exchange(o.deallocations_, 0)),
           bump_(std::exchange(o.bump_, nullptr)), bump_end_(std::exchange(o.bump_end_, nullptr)),
           used_(std::exchange(o.used_, nullptr)), fresh_(std::exchange(o.fresh_, nullptr)),
           node_size_(o.node_size_), node_align_(o.node_align_), chunk_align_(o.chunk_align_),
@@ -207,9 +207,6 @@ public:
         }
         node* n = ::new (p) node{free_};
         free_ = n;
-        // Live nodes only decrease here (and in clear/release), so this is where the peak moves.
-        const std::uint64_t live = allocations_ - deallocations_;
-        peak_ = live > peak_ ? live : peak_;
         ++deallocations_;
         if constexpr (debug_checks) tag(n);
     }
@@ -228,6 +225,7 @@ public:
             p = x;
         }
         allocations_ += n;
+        if (live_nodes() > peak_) peak_ = live_nodes();
     }
 
     /// Returns every node in `nodes` (each as by deallocate).
@@ -388,6 +386,12 @@ private:
         }
         std::byte* p = bump_;
         bump_ += node_size_;
+        // The peak only needs updating here. A node is carved only when the free list is empty,
+        // that is when every carved node is live, so carved nodes never exceed the peak, and
+        // live nodes never exceed carved ones: live can pass the old peak only at this point.
+        // (clear() makes every chunk uncarved again; allocate_many catches up after its loop.)
+        const std::uint64_t live = allocations_ - deallocations_ + 1;
+        if (live > peak_) peak_ = live;
         return static_cast<node*>(static_cast<void*>(p));
     }
 
@@ -555,10 +559,12 @@ private:
     }
 
     // Hot state first: the allocate/deallocate fast paths touch only the first cache line.
+    // The two counters are kept apart: side by side, compilers merge an allocate/deallocate
+    // pair's updates into one 16-byte vector read-modify-write, which defeats store forwarding.
     node* free_ = nullptr;
     std::uint64_t allocations_ = 0;
+    std::uint64_t peak_ = 0;        // in nodes; updated where a node is carved (see refill)
     std::uint64_t deallocations_ = 0;
-    std::uint64_t peak_ = 0;        // in nodes; brought up to date whenever live nodes decrease
     std::byte* bump_ = nullptr;     // next uncarved node of the current chunk
     std::byte* bump_end_ = nullptr; // end of the current chunk's nodes
     chunk* used_ = nullptr;         // chunks with carved nodes (the current one among them)
