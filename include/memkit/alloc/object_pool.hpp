@@ -110,7 +110,7 @@ public:
     ~object_pool() {
         clear_retained();
         if constexpr (debug_checks) {
-            if (live_ != 0)
+            if (size() != 0)
                 report_violation({errc::invalid_argument, name, nullptr,
                                   "object_pool destroyed while objects are still acquired"});
         }
@@ -136,7 +136,6 @@ public:
                 throw;
             }
         }
-        ++live_;
         if constexpr (debug_checks) mark_live(p);
         return p;
     }
@@ -147,7 +146,6 @@ public:
         if constexpr (debug_checks) {
             if (MEMKIT_UNLIKELY(!accept_release(p))) return;
         }
-        --live_;
         if constexpr (has_reset) {
             if (reuse_) {
                 if (is_valid(*p)) {
@@ -198,7 +196,9 @@ public:
     [[nodiscard]] allocator_stats stats() const noexcept { return pool_.stats(); }
 
     /// Objects acquired and not yet released.
-    [[nodiscard]] std::size_t size() const noexcept { return live_; }
+    /// (Derived from the pool's live nodes, which include retained objects, so that acquire and
+    /// release keep no counter of their own.)
+    [[nodiscard]] std::size_t size() const noexcept { return pool_.size() - retained_count_; }
     /// Objects kept constructed for reuse.
     [[nodiscard]] std::size_t retained_count() const noexcept { return retained_count_; }
     /// Released objects destroyed because validate() returned false.
@@ -258,7 +258,6 @@ private:
         T* p = retained_;
         retained_ = load_next(p);
         --retained_count_;
-        ++live_;
         if constexpr (debug_checks) mark_live(p);
         return p;
     }
@@ -294,7 +293,6 @@ private:
 
     pool_type pool_;
     T* retained_ = nullptr;
-    std::size_t live_ = 0;
     std::size_t retained_count_ = 0;
     std::size_t rejected_ = 0;
     bool reuse_ = false;
