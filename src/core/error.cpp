@@ -1,5 +1,6 @@
 #include "memkit/core/error.hpp"
 
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +22,8 @@ public:
         case errc::lifo_violation: return "deallocation out of LIFO order";
         case errc::limit_exceeded: return "limit exceeded";
         case errc::invalid_argument: return "invalid argument";
+        case errc::budget_exceeded: return "budget exceeded";
+        case errc::corruption_detected: return "heap corruption detected";
         }
         return "unknown memkit error";
     }
@@ -72,6 +75,41 @@ out_of_memory::out_of_memory(const char* allocator, std::size_t requested, std::
                   "%s: out of memory (requested %zu bytes, available %s, used %s, capacity %s)",
                   allocator_, requested, a, u, c);
 }
+
+out_of_memory::out_of_memory(preformatted, const char* allocator, std::size_t requested,
+                             std::size_t available, std::size_t used, std::size_t capacity,
+                             const char* message) noexcept
+    : allocator_(allocator ? allocator : "memkit"), requested_(requested), available_(available),
+      used_(used), capacity_(capacity) {
+    std::snprintf(msg_, sizeof msg_, "%s", message);
+}
+
+namespace {
+std::array<char, 224> budget_message(const char* allocator, std::size_t requested,
+                                     std::size_t remaining, std::size_t used,
+                                     std::size_t limit) noexcept {
+    std::array<char, 224> buf{};
+    std::snprintf(buf.data(), buf.size(),
+                  "%s: budget exceeded (requested %zu bytes, remaining %zu of %zu, used %zu)",
+                  allocator ? allocator : "memkit", requested, remaining, limit, used);
+    return buf;
+}
+} // namespace
+
+budget_exceeded::budget_exceeded(const char* allocator, std::size_t requested,
+                                 std::size_t remaining, std::size_t used, std::size_t limit) noexcept
+    : out_of_memory(preformatted{}, allocator, requested, remaining, used, limit,
+                    budget_message(allocator, requested, remaining, used, limit).data()) {}
+
+corruption_detected::corruption_detected(const char* allocator, const void* address,
+                                         const char* detail)
+    : std::runtime_error([&] {
+          char buf[256];
+          std::snprintf(buf, sizeof buf, "%s: heap corruption detected at %p: %s",
+                        allocator ? allocator : "memkit", address, detail ? detail : "");
+          return std::string(buf);
+      }()),
+      address_(address) {}
 
 invalid_alignment::invalid_alignment(const char* allocator, std::size_t alignment,
                                      std::size_t max_alignment)

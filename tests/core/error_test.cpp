@@ -212,3 +212,38 @@ TEST(ViolationHandlerDeathTest, DefaultHandlerPrintsAndAborts) {
 }
 
 } // namespace
+
+namespace {
+
+TEST(BudgetExceeded, IsAnOutOfMemoryWithItsOwnCode) {
+    const memkit::budget_exceeded e("memkit::budgeted", 100, 40, 960, 1000);
+    const memkit::out_of_memory& base = e;
+    const std::bad_alloc& bad = e;
+    EXPECT_EQ(e.requested(), 100u);
+    EXPECT_EQ(e.remaining(), 40u);
+    EXPECT_EQ(e.available(), 40u);
+    EXPECT_EQ(e.used(), 960u);
+    EXPECT_EQ(e.limit(), 1000u);
+    EXPECT_EQ(base.code(), memkit::errc::budget_exceeded) << "code() is virtual";
+    EXPECT_STREQ(bad.what(), e.what());
+    const std::string what = e.what();
+    EXPECT_NE(what.find("memkit::budgeted"), std::string::npos);
+    EXPECT_NE(what.find("budget exceeded"), std::string::npos);
+    EXPECT_NE(what.find("remaining 40 of 1000"), std::string::npos);
+    static_assert(std::is_nothrow_copy_constructible_v<memkit::budget_exceeded>);
+}
+
+TEST(CorruptionDetected, CarriesTheAddress) {
+    int x = 0;
+    const memkit::corruption_detected e("memkit::tlsf_heap", &x, "broken boundary tag");
+    EXPECT_EQ(e.address(), &x);
+    EXPECT_EQ(e.code(), memkit::errc::corruption_detected);
+    const std::string what = e.what();
+    EXPECT_NE(what.find("memkit::tlsf_heap"), std::string::npos);
+    EXPECT_NE(what.find("broken boundary tag"), std::string::npos);
+    EXPECT_EQ(memkit::make_error_code(memkit::errc::corruption_detected).message(),
+              "heap corruption detected");
+    EXPECT_EQ(memkit::make_error_code(memkit::errc::budget_exceeded).message(), "budget exceeded");
+}
+
+} // namespace

@@ -35,6 +35,8 @@ enum class errc : int {
     lifo_violation,     ///< a stack allocator block freed out of LIFO order
     limit_exceeded,     ///< a configured capacity or maximum would be exceeded
     invalid_argument,   ///< any other argument outside the documented domain
+    budget_exceeded,    ///< a byte budget would be exceeded (memkit::budgeted, budgets)
+    corruption_detected,  ///< a heap check found a broken boundary tag or free list
 };
 
 } // namespace memkit
@@ -66,7 +68,16 @@ public:
     [[nodiscard]] std::size_t available() const noexcept { return available_; }
     [[nodiscard]] std::size_t used() const noexcept { return used_; }
     [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
-    [[nodiscard]] std::error_code code() const noexcept { return make_error_code(errc::out_of_memory); }
+    [[nodiscard]] virtual std::error_code code() const noexcept {
+        return make_error_code(errc::out_of_memory);
+    }
+
+protected:
+    struct preformatted {};
+    /// For derived errors that write their own message (at most 223 characters are kept).
+    out_of_memory(preformatted, const char* allocator, std::size_t requested,
+                  std::size_t available, std::size_t used, std::size_t capacity,
+                  const char* message) noexcept;
 
 private:
     const char* allocator_;  // a string literal: copying the exception never allocates
@@ -97,6 +108,34 @@ public:
 
 private:
     std::size_t size_, max_size_;
+};
+
+/// Thrown when a request would exceed a byte budget (memkit::budgeted). It is an out_of_memory
+/// (so a std::bad_alloc: std::pmr callers handle it as usual) whose available() is the budget
+/// still unspent; remaining() says the same, limit() is the whole budget.
+class budget_exceeded : public out_of_memory {
+public:
+    budget_exceeded(const char* allocator, std::size_t requested, std::size_t remaining,
+                    std::size_t used, std::size_t limit) noexcept;
+    [[nodiscard]] std::size_t remaining() const noexcept { return available(); }
+    [[nodiscard]] std::size_t limit() const noexcept { return capacity(); }
+    [[nodiscard]] std::error_code code() const noexcept override {
+        return make_error_code(errc::budget_exceeded);
+    }
+};
+
+/// Thrown by heap checks (`validate()`) that find a broken boundary tag, free list or header.
+/// `address()` is where the damage was found.
+class corruption_detected : public std::runtime_error {
+public:
+    corruption_detected(const char* allocator, const void* address, const char* detail);
+    [[nodiscard]] const void* address() const noexcept { return address_; }
+    [[nodiscard]] std::error_code code() const noexcept {
+        return make_error_code(errc::corruption_detected);
+    }
+
+private:
+    const void* address_;
 };
 
 /// A precondition violation detected by a debug check inside a noexcept function.

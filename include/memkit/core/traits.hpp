@@ -3,7 +3,8 @@
 // `allocator_traits<A>` answers at compile time which optional parts an allocator has and gives
 // uniform access to them, so generic code (composition blocks, resource<A>, tests) never needs
 // to know the concrete type:
-//   has_owns, has_reset, has_stats, has_max_size    member detection
+//   has_owns, has_reset, has_stats, has_max_size,
+//   has_reallocate                                   member detection
 //   is_thread_safe                                   A::is_thread_safe, false when absent
 //   max_alignment                                    A::max_alignment, alignof(max_align_t) when absent
 //   max_size(a)                                      a.max_size(), or SIZE_MAX
@@ -31,6 +32,11 @@ struct allocator_traits {
     static constexpr bool has_reset = requires(A& a) { a.reset(); };
     static constexpr bool has_stats = requires(const A& a) {
         { a.stats() } -> std::convertible_to<allocator_stats>;
+    };
+    /// `void* reallocate(void* p, size_t old_size, size_t new_size, size_t align)`: resizes in
+    /// place when it can, else moves the contents (throws on failure; p stays valid).
+    static constexpr bool has_reallocate = requires(A& a, void* p, std::size_t n) {
+        { a.reallocate(p, n, n, n) } -> std::same_as<void*>;
     };
     static constexpr bool has_max_size = requires(const A& a) {
         { a.max_size() } -> std::convertible_to<std::size_t>;
