@@ -20,7 +20,7 @@ bool all_bytes_equal(const void* p, std::size_t n, std::uint8_t value) noexcept 
         if (b[i] != value) return false;
     const std::uint64_t word = 0x0101010101010101ULL * value;
     for (; i + sizeof(std::uint64_t) <= n; i += sizeof(std::uint64_t)) {
-        std::uint64_t w;
+        std::uint64_t w = 0;
         std::memcpy(&w, b + i, sizeof w);
         if (w != word) return false;
     }

@@ -354,7 +354,7 @@ private:
         if (size == 0 || !is_pow2(align) || align > max_alignment) return nullptr;
         // Worst-case room: the payload plus padding to reach the alignment from the block start.
         const std::size_t pad = align > alignof(std::max_align_t) ? align - 1 : 0;
-        std::size_t need;
+        std::size_t need = 0;
         if (!checked_add(size, pad, need) || !checked_add(need, header_size, need) ||
             need > static_cast<std::size_t>(PTRDIFF_MAX))
             return nullptr;

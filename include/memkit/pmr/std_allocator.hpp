@@ -53,7 +53,7 @@ public:
         : a_(&other.get()) {}
 
     [[nodiscard]] T* allocate(std::size_t n) {
-        std::size_t bytes;
+        std::size_t bytes = 0;
         if (MEMKIT_UNLIKELY(!checked_mul(n, sizeof(T), bytes)))
             throw bad_size("memkit::std_allocator", n, max_size());
         return static_cast<T*>(a_->allocate(bytes == 0 ? 1 : bytes, alignof(T)));
