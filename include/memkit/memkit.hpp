@@ -20,11 +20,18 @@
 
 #include "memkit/alloc/aligned.hpp"
 #include "memkit/alloc/arena.hpp"
+#include "memkit/alloc/growing_pool.hpp"
 #include "memkit/alloc/object_pool.hpp"
 #include "memkit/alloc/pool.hpp"
+#include "memkit/alloc/pool_collection.hpp"
 #include "memkit/alloc/stack.hpp"
 #include "memkit/alloc/system.hpp"
 
+#include "memkit/compose/affix.hpp"
+#include "memkit/compose/budgeted.hpp"
+#include "memkit/compose/fallback.hpp"
+#include "memkit/compose/segregator.hpp"
+#include "memkit/compose/stats_collector.hpp"
 #include "memkit/compose/synchronized.hpp"
 
 #include "memkit/pmr/resource.hpp"
