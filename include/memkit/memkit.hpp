@@ -20,10 +20,12 @@
 
 #include "memkit/alloc/aligned.hpp"
 #include "memkit/alloc/arena.hpp"
+#include "memkit/alloc/buddy.hpp"
 #include "memkit/alloc/growing_pool.hpp"
 #include "memkit/alloc/object_pool.hpp"
 #include "memkit/alloc/pool.hpp"
 #include "memkit/alloc/pool_collection.hpp"
+#include "memkit/alloc/slab.hpp"
 #include "memkit/alloc/stack.hpp"
 #include "memkit/alloc/system.hpp"
 
