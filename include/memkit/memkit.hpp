@@ -21,6 +21,8 @@
 #include "memkit/alloc/aligned.hpp"
 #include "memkit/alloc/arena.hpp"
 #include "memkit/alloc/buddy.hpp"
+#include "memkit/alloc/concurrent_arena.hpp"
+#include "memkit/alloc/concurrent_pool.hpp"
 #include "memkit/alloc/growing_pool.hpp"
 #include "memkit/alloc/object_pool.hpp"
 #include "memkit/alloc/pool.hpp"
@@ -28,6 +30,7 @@
 #include "memkit/alloc/slab.hpp"
 #include "memkit/alloc/stack.hpp"
 #include "memkit/alloc/system.hpp"
+#include "memkit/alloc/thread_cache.hpp"
 
 #include "memkit/compose/affix.hpp"
 #include "memkit/compose/budgeted.hpp"

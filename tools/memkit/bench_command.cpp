@@ -118,7 +118,8 @@ int run_bench(const bench_options& opts, bool repetitions_given, bool min_time_g
         if (i != 0) spec += '|';
         spec += escape_regex(names[i]);
     }
-    spec += ")$";
+    // Multi-threaded and timing variants get suffixes such as "/threads:2" from Google Benchmark.
+    spec += ")(/(threads:[0-9]+|real_time|process_time|manual_time))*$";
 
     // One pass over every selected benchmark per repetition (rather than Google Benchmark's
     // back-to-back repetitions of one benchmark), so that memkit and its peers alternate.

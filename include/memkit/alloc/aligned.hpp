@@ -42,17 +42,16 @@ public:
     static constexpr std::size_t max_alignment = traits::max_alignment;
     static constexpr const char* name = "memkit::aligned_allocator";
 
-    aligned_allocator() requires std::default_initializable<A> = default;
+    aligned_allocator() requires std::default_initializable<A>
+    = default;
     explicit aligned_allocator(A a) noexcept(std::is_nothrow_move_constructible_v<A>)
         : a_(std::move(a)) {}
     /// Constructs the wrapped allocator in place from `args`.
     template <class... Args>
-        requires std::constructible_from<A, Args&&...>
-    explicit aligned_allocator(std::in_place_t, Args&&... args)
-        : a_(std::forward<Args>(args)...) {}
+    requires std::constructible_from<A, Args&&...>
+    explicit aligned_allocator(std::in_place_t, Args&&... args) : a_(std::forward<Args>(args)...) {}
 
-    [[nodiscard]] MEMKIT_MALLOC_LIKE void* allocate(std::size_t size,
-                                                    std::size_t align = alignof(std::max_align_t)) {
+    [[nodiscard]] void* allocate(std::size_t size, std::size_t align = alignof(std::max_align_t)) {
         return a_.allocate(size, raise(align));
     }
     [[nodiscard]] void* try_allocate(std::size_t size,
@@ -64,33 +63,25 @@ public:
         a_.deallocate(p, size, raise(align));
     }
 
-    [[nodiscard]] bool owns(const void* p) const noexcept
-        requires traits::has_owns
-    {
+    [[nodiscard]] bool owns(const void* p) const noexcept requires traits::has_owns {
         return a_.owns(p);
     }
-    void reset() noexcept(noexcept(std::declval<A&>().reset()))
-        requires traits::has_reset
-    {
+    void reset() noexcept(noexcept(std::declval<A&>().reset())) requires traits::has_reset {
         a_.reset();
     }
-    [[nodiscard]] allocator_stats stats() const noexcept
-        requires traits::has_stats
-    {
+    [[nodiscard]] allocator_stats stats() const noexcept requires traits::has_stats {
         return a_.stats();
     }
-    [[nodiscard]] std::size_t max_size() const noexcept
-        requires traits::has_max_size
-    {
+    [[nodiscard]] std::size_t max_size() const noexcept requires traits::has_max_size {
         return a_.max_size();
     }
 
     [[nodiscard]] A& get() noexcept { return a_; }
     [[nodiscard]] const A& get() const noexcept { return a_; }
 
-    friend bool operator==(const aligned_allocator& x, const aligned_allocator& y) noexcept
-        requires std::equality_comparable<A>
-    {
+    friend bool
+    operator==(const aligned_allocator& x,
+               const aligned_allocator& y) noexcept requires std::equality_comparable<A> {
         return x.a_ == y.a_;
     }
 

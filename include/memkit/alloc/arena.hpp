@@ -44,17 +44,17 @@
 namespace memkit {
 
 struct arena_options {
-    std::size_t block_size = 4096;              ///< size of the first block taken from the parent
-    double growth_factor = 2.0;                 ///< each further block is this much larger (>= 1)
-    std::size_t max_block_size = std::size_t{1} << 24;  ///< growth stops here (16 MiB)
-    std::size_t max_total = std::numeric_limits<std::size_t>::max();  ///< bytes from the parent
+    std::size_t block_size = 4096; ///< size of the first block taken from the parent
+    double growth_factor = 2.0;    ///< each further block is this much larger (>= 1)
+    std::size_t max_block_size = std::size_t{1} << 24;               ///< growth stops here (16 MiB)
+    std::size_t max_total = std::numeric_limits<std::size_t>::max(); ///< bytes from the parent
 };
 
 template <allocator Parent = system_allocator>
 class basic_arena {
     struct block {
         block* prev;
-        std::size_t size;  // bytes of the whole block, header included
+        std::size_t size; // bytes of the whole block, header included
     };
     static constexpr std::size_t header_size = align_up(sizeof(block), alignof(std::max_align_t));
 
@@ -127,14 +127,13 @@ public:
 
     ~basic_arena() { release(); }
 
-    [[nodiscard]] MEMKIT_MALLOC_LIKE void* allocate(std::size_t size,
-                                                    std::size_t align = alignof(std::max_align_t)) {
+    [[nodiscard]] void* allocate(std::size_t size, std::size_t align = alignof(std::max_align_t)) {
         if (void* p = try_allocate(size, align); MEMKIT_LIKELY(p != nullptr)) return p;
         fail(size, align);
     }
 
-    [[nodiscard]] MEMKIT_ALWAYS_INLINE void* try_allocate(
-        std::size_t size, std::size_t align = alignof(std::max_align_t)) noexcept {
+    [[nodiscard]] MEMKIT_ALWAYS_INLINE void*
+    try_allocate(std::size_t size, std::size_t align = alignof(std::max_align_t)) noexcept {
         // Two unsigned comparisons reject everything but the common case: the aligned address
         // lies in [cur, end] (this also catches a wrap-around from an absurd alignment) and the
         // block fits after it (size - 1 wraps for size 0, so a zero size is rejected as well).
@@ -157,14 +156,17 @@ public:
                     std::size_t /*align*/ = alignof(std::max_align_t)) noexcept {
         if constexpr (debug_checks) {
             if (MEMKIT_UNLIKELY(p != nullptr && !owns(p))) {
-                report_violation({errc::not_owned, name, p, "pointer is in none of the arena's blocks"});
+                report_violation(
+                    {errc::not_owned, name, p, "pointer is in none of the arena's blocks"});
                 return;
             }
         }
         ++deallocations_;
     }
 
-    [[nodiscard]] marker mark() const noexcept { return {head_, cur_, large_, bytes_, allocations_}; }
+    [[nodiscard]] marker mark() const noexcept {
+        return {head_, cur_, large_, bytes_, allocations_};
+    }
 
     /// Frees everything allocated after `m` was taken. Blocks taken from the parent since then are
     /// returned to it, except the largest, which is kept for the next growth (so that a scope
@@ -250,8 +252,7 @@ public:
     }
 
     [[nodiscard]] allocator_stats stats() const noexcept {
-        return {bytes_, peak_ > bytes_ ? peak_ : bytes_, capacity(), allocations_,
-                deallocations_};
+        return {bytes_, peak_ > bytes_ ? peak_ : bytes_, capacity(), allocations_, deallocations_};
     }
 
     /// Bytes obtained from the parent plus the caller buffer, including the spare block.
@@ -261,9 +262,9 @@ public:
     [[nodiscard]] std::size_t used() const noexcept {
         std::size_t n = 0;
         for (block* blk = head_; blk != nullptr; blk = blk->prev)
-            n += static_cast<std::size_t>(((blk == head_) ? cur_ : block_end(blk)) - block_begin(blk));
-        for (block* blk = large_; blk != nullptr; blk = blk->prev)
-            n += blk->size - header_size;
+            n += static_cast<std::size_t>(((blk == head_) ? cur_ : block_end(blk)) -
+                                          block_begin(blk));
+        for (block* blk = large_; blk != nullptr; blk = blk->prev) n += blk->size - header_size;
         return n;
     }
 
@@ -321,7 +322,7 @@ private:
         if (initial_ == nullptr) return;
         std::byte* base = align_up(initial_, alignof(block));
         const auto skip = static_cast<std::size_t>(base - initial_);
-        if (initial_size_ < skip + header_size + 1) return;  // too small to be useful
+        if (initial_size_ < skip + header_size + 1) return; // too small to be useful
         auto* b = ::new (static_cast<void*>(base)) block{nullptr, initial_size_ - skip};
         initial_ = base;
         initial_size_ -= skip;
@@ -416,9 +417,9 @@ private:
     std::byte* end_ = nullptr;
     std::uint64_t allocations_ = 0;
     std::uint64_t deallocations_ = 0;
-    block* head_ = nullptr;   // current block; earlier ones through prev
-    block* large_ = nullptr;  // dedicated blocks for big requests, newest first
-    block* spare_ = nullptr;  // one retired block kept for reuse
+    block* head_ = nullptr;  // current block; earlier ones through prev
+    block* large_ = nullptr; // dedicated blocks for big requests, newest first
+    block* spare_ = nullptr; // one retired block kept for reuse
     [[no_unique_address]] Parent parent_{};
     arena_options opts_{};
     std::size_t next_block_size_ = arena_options{}.block_size;

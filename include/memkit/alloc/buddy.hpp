@@ -152,7 +152,7 @@ public:
     /// Returns the region to the parent when it came from there (live blocks become invalid).
     ~basic_buddy_allocator() { release_region(); }
 
-    // Not MEMKIT_MALLOC_LIKE: blocks may lie in a caller's buffer, and that attribute would let
+    // Not: blocks may lie in a caller's buffer, and that attribute would let
     // the compiler assume a block never compares equal to an address inside that buffer.
     [[nodiscard]] void* allocate(std::size_t size, std::size_t align = alignof(std::max_align_t)) {
         if (void* p = try_allocate(size, align); MEMKIT_LIKELY(p != nullptr)) return p;

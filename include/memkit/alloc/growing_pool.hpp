@@ -132,14 +132,13 @@ public:
     ~basic_growing_pool() = default;
 
     /// One node for a block of `size` <= node_size() bytes aligned to `align` <= node_alignment().
-    [[nodiscard]] MEMKIT_MALLOC_LIKE void* allocate(std::size_t size,
-                                                    std::size_t align = alignof(std::max_align_t)) {
+    [[nodiscard]] void* allocate(std::size_t size, std::size_t align = alignof(std::max_align_t)) {
         if (void* p = try_allocate(size, align); MEMKIT_LIKELY(p != nullptr)) return p;
         fail(size, align);
     }
 
     /// One node.
-    [[nodiscard]] MEMKIT_MALLOC_LIKE void* allocate() {
+    [[nodiscard]] void* allocate() {
         if (void* p = try_allocate(); MEMKIT_LIKELY(p != nullptr)) return p;
         fail_exhausted(pool_.node_size());
     }

@@ -158,14 +158,13 @@ public:
     ~basic_pool() { release(); }
 
     /// One node for a block of `size` <= node_size() bytes aligned to `align` <= node_alignment().
-    [[nodiscard]] MEMKIT_MALLOC_LIKE void* allocate(std::size_t size,
-                                                    std::size_t align = alignof(std::max_align_t)) {
+    [[nodiscard]] void* allocate(std::size_t size, std::size_t align = alignof(std::max_align_t)) {
         if (void* p = try_allocate(size, align); MEMKIT_LIKELY(p != nullptr)) return p;
         fail(size, align);
     }
 
     /// One node.
-    [[nodiscard]] MEMKIT_MALLOC_LIKE void* allocate() {
+    [[nodiscard]] void* allocate() {
         if (void* p = try_allocate(); MEMKIT_LIKELY(p != nullptr)) return p;
         fail(node_size_, node_align_);
     }
@@ -563,7 +562,7 @@ private:
     // pair's updates into one 16-byte vector read-modify-write, which defeats store forwarding.
     node* free_ = nullptr;
     std::uint64_t allocations_ = 0;
-    std::uint64_t peak_ = 0;        // in nodes; updated where a node is carved (see refill)
+    std::uint64_t peak_ = 0; // in nodes; updated where a node is carved (see refill)
     std::uint64_t deallocations_ = 0;
     std::byte* bump_ = nullptr;     // next uncarved node of the current chunk
     std::byte* bump_end_ = nullptr; // end of the current chunk's nodes

@@ -129,8 +129,7 @@ private:
     static constexpr std::size_t max_node_alignment = 4096;
 
 public:
-    basic_pool_collection()
-        requires std::default_initializable<Parent>
+    basic_pool_collection() requires std::default_initializable<Parent>
         : basic_pool_collection(pool_collection_options{}) {}
 
     explicit basic_pool_collection(pool_collection_options opts, Parent parent = Parent{})
@@ -149,8 +148,7 @@ public:
         : table_(std::exchange(o.table_, nullptr)), pools_(std::exchange(o.pools_, nullptr)),
           max_class_(std::exchange(o.max_class_, 0)), shift_(std::exchange(o.shift_, 0)),
           class_count_(std::exchange(o.class_count_, 0)),
-          classes_(std::exchange(o.classes_, nullptr)),
-          direct_(std::exchange(o.direct_, nullptr)),
+          classes_(std::exchange(o.classes_, nullptr)), direct_(std::exchange(o.direct_, nullptr)),
           direct_bytes_(std::exchange(o.direct_bytes_, 0)),
           direct_peak_(std::exchange(o.direct_peak_, 0)),
           direct_capacity_(std::exchange(o.direct_capacity_, 0)),
@@ -162,8 +160,8 @@ public:
         for (std::size_t i = 0; i < class_count_; ++i) pools_[i].parent() = allocator_ref{parent_};
     }
 
-    basic_pool_collection& operator=(basic_pool_collection&& o) noexcept(
-        std::is_nothrow_move_constructible_v<Parent>) {
+    basic_pool_collection&
+    operator=(basic_pool_collection&& o) noexcept(std::is_nothrow_move_constructible_v<Parent>) {
         if (this != &o) {
             this->~basic_pool_collection();
             ::new (static_cast<void*>(this)) basic_pool_collection(std::move(o));
@@ -178,8 +176,7 @@ public:
         if (meta_ != nullptr) parent_.deallocate(meta_, meta_bytes_, alignof(pool_type));
     }
 
-    [[nodiscard]] MEMKIT_MALLOC_LIKE void* allocate(std::size_t size,
-                                                    std::size_t align = alignof(std::max_align_t)) {
+    [[nodiscard]] void* allocate(std::size_t size, std::size_t align = alignof(std::max_align_t)) {
         if (void* p = try_allocate(size, align); MEMKIT_LIKELY(p != nullptr)) return p;
         fail(size, align);
     }
@@ -303,9 +300,8 @@ public:
     [[nodiscard]] const pool_type& class_pool(std::size_t i) const noexcept { return pools_[i]; }
     /// The class that serves (size, align), or npos when the request goes to the Parent or is
     /// rejected.
-    [[nodiscard]] std::size_t class_index(std::size_t size,
-                                          std::size_t align = alignof(std::max_align_t)) const
-        noexcept {
+    [[nodiscard]] std::size_t
+    class_index(std::size_t size, std::size_t align = alignof(std::max_align_t)) const noexcept {
         const std::size_t c = locate(size, align);
         return c < class_count_ ? c : npos;
     }
@@ -337,8 +333,8 @@ private:
         if (o.step > class_limit) bad_options("step is above 1 GiB");
         std::size_t n = 0;
         if (o.spacing == size_class_spacing::power_of_two) {
-            const std::size_t lo = next_pow2(o.min_class < sizeof(void*) ? sizeof(void*)
-                                                                           : o.min_class);
+            const std::size_t lo =
+                next_pow2(o.min_class < sizeof(void*) ? sizeof(void*) : o.min_class);
             for (std::size_t s = lo;; s *= 2) {
                 if (n == max_classes) bad_options("more than 256 size classes");
                 out[n++] = s;
@@ -381,8 +377,8 @@ private:
         try {
             for (; built < n; ++built) {
                 const std::size_t s = sizes[built];
-                const std::size_t a = lowest_bit(s) < max_node_alignment ? lowest_bit(s)
-                                                                          : max_node_alignment;
+                const std::size_t a =
+                    lowest_bit(s) < max_node_alignment ? lowest_bit(s) : max_node_alignment;
                 pool_type* p = ::new (static_cast<void*>(pools + built))
                     pool_type(s, a, opts_.pool, allocator_ref{parent_});
                 ::new (static_cast<void*>(classes + built))
@@ -526,8 +522,8 @@ private:
             return;
         }
         if constexpr (debug_checks)
-            report_violation({errc::not_owned, name, p,
-                              "no size class serves the size and alignment given"});
+            report_violation(
+                {errc::not_owned, name, p, "no size class serves the size and alignment given"});
     }
 
     // Debug builds: the pointer must be a node of the class the request selects (a double free

@@ -106,8 +106,7 @@ public:
 
     ~basic_stack_allocator() { release_buffer(); }
 
-    [[nodiscard]] MEMKIT_MALLOC_LIKE void* allocate(std::size_t size,
-                                                    std::size_t align = alignof(std::max_align_t)) {
+    [[nodiscard]] void* allocate(std::size_t size, std::size_t align = alignof(std::max_align_t)) {
         if (void* p = try_allocate(size, align); MEMKIT_LIKELY(p != nullptr)) return p;
         fail(size, align);
     }

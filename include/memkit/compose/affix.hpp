@@ -86,17 +86,14 @@ public:
     static constexpr std::size_t max_alignment = traits::max_alignment;
     static constexpr const char* name = "memkit::affix";
 
-    affix()
-        requires std::default_initializable<A>
-        : a_() {}
+    affix() requires std::default_initializable<A> : a_() {}
     explicit affix(A a) noexcept(std::is_nothrow_move_constructible_v<A>) : a_(std::move(a)) {}
     /// Constructs the wrapped allocator in place from `args`.
     template <class... Args>
-        requires std::constructible_from<A, Args&&...>
+    requires std::constructible_from<A, Args&&...>
     explicit affix(std::in_place_t, Args&&... args) : a_(std::forward<Args>(args)...) {}
 
-    [[nodiscard]] MEMKIT_MALLOC_LIKE void* allocate(std::size_t size,
-                                                    std::size_t align = alignof(std::max_align_t)) {
+    [[nodiscard]] void* allocate(std::size_t size, std::size_t align = alignof(std::max_align_t)) {
         std::size_t bytes = 0;
         if (MEMKIT_UNLIKELY(!valid(size, align) || !inner_size(size, align, bytes)))
             fail(size, align);
@@ -120,19 +117,15 @@ public:
     }
 
     /// The Prefix of block `p`.
-    [[nodiscard]] Prefix* prefix(void* p) const noexcept
-        requires(!std::is_void_v<Prefix>)
-    {
+    [[nodiscard]] Prefix* prefix(void* p) const noexcept requires(!std::is_void_v<Prefix>) {
         return std::launder(
             reinterpret_cast<Prefix*>(static_cast<std::byte*>(p) - prefix_layout::size));
     }
     /// The Suffix of block `p` of `size` bytes.
     [[nodiscard]] Suffix* suffix(void* p, std::size_t size) const noexcept
-        requires(!std::is_void_v<Suffix>)
-    {
-        return std::launder(
-            reinterpret_cast<Suffix*>(align_up(static_cast<std::byte*>(p) + size,
-                                               suffix_layout::align)));
+        requires(!std::is_void_v<Suffix>) {
+        return std::launder(reinterpret_cast<Suffix*>(
+            align_up(static_cast<std::byte*>(p) + size, suffix_layout::align)));
     }
 
     /// Bytes A is asked for beyond `size` at alignment `align` (prefix room, suffix and its
@@ -141,9 +134,7 @@ public:
         return prefix_room(align) + (suffix_layout::align - 1) + suffix_layout::size;
     }
 
-    [[nodiscard]] bool owns(const void* p) const noexcept
-        requires traits::has_owns
-    {
+    [[nodiscard]] bool owns(const void* p) const noexcept requires traits::has_owns {
         // The prefix room depends on the block's alignment, which owns() is not told: try each
         // distinct room.
         const auto* user = static_cast<const std::byte*>(p);
@@ -157,15 +148,9 @@ public:
         return false;
     }
     /// Resets A (the affixes of live blocks are not destroyed).
-    void reset()
-        requires traits::has_reset
-    {
-        a_.reset();
-    }
+    void reset() requires traits::has_reset { a_.reset(); }
     /// A's statistics (affixes and padding included).
-    [[nodiscard]] allocator_stats stats() const noexcept
-        requires traits::has_stats
-    {
+    [[nodiscard]] allocator_stats stats() const noexcept requires traits::has_stats {
         return a_.stats();
     }
     [[nodiscard]] std::size_t max_size() const noexcept {

@@ -46,12 +46,18 @@ namespace memkit {
 /// What budgeted<A, Budget> needs from its budget.
 template <class B>
 concept budget_source = requires(B& b, const B& cb, std::size_t n) {
-    { b.try_charge(n) } noexcept -> std::same_as<bool>; // take n bytes if they fit
-    { b.refund(n) } noexcept;                           // give back n charged bytes
-    { b.refund_all() } noexcept;                        // give back all this user's bytes
-    { cb.used() } noexcept -> std::convertible_to<std::size_t>;
-    { cb.limit() } noexcept -> std::convertible_to<std::size_t>;
-    { cb.remaining() } noexcept -> std::convertible_to<std::size_t>;
+    { b.try_charge(n) }
+    noexcept->std::same_as<bool>; // take n bytes if they fit
+    { b.refund(n) }
+    noexcept; // give back n charged bytes
+    { b.refund_all() }
+    noexcept; // give back all this user's bytes
+    { cb.used() }
+    noexcept->std::convertible_to<std::size_t>;
+    { cb.limit() }
+    noexcept->std::convertible_to<std::size_t>;
+    { cb.remaining() }
+    noexcept->std::convertible_to<std::size_t>;
 };
 
 /// A byte limit and a counter held in the budgeted allocator itself. Not thread-safe.
@@ -97,23 +103,20 @@ public:
     static constexpr const char* name = "memkit::budgeted";
 
     /// A budget of `limit` bytes over a default-constructed A.
-    explicit budgeted(std::size_t limit)
-        requires std::default_initializable<A> && std::constructible_from<Budget, std::size_t>
-        : budget_(limit), a_() {}
-    budgeted(std::size_t limit, A a)
-        requires std::constructible_from<Budget, std::size_t>
+    explicit budgeted(std::size_t limit) requires std::default_initializable<A> &&
+        std::constructible_from<Budget, std::size_t> : budget_(limit),
+                                                       a_() {}
+    budgeted(std::size_t limit, A a) requires std::constructible_from<Budget, std::size_t>
         : budget_(limit), a_(std::move(a)) {}
     /// A budget of `limit` bytes over an A constructed in place from `args`.
     template <class... Args>
-        requires std::constructible_from<Budget, std::size_t> &&
-                 std::constructible_from<A, Args&&...>
+    requires std::constructible_from<Budget, std::size_t> && std::constructible_from<A, Args&&...>
     budgeted(std::size_t limit, std::in_place_t, Args&&... args)
         : budget_(limit), a_(std::forward<Args>(args)...) {}
     /// Any budget source (a shared budget, for example) over `a`.
     budgeted(Budget budget, A a) : budget_(std::move(budget)), a_(std::move(a)) {}
 
-    [[nodiscard]] MEMKIT_MALLOC_LIKE void* allocate(std::size_t size,
-                                                    std::size_t align = alignof(std::max_align_t)) {
+    [[nodiscard]] void* allocate(std::size_t size, std::size_t align = alignof(std::max_align_t)) {
         if (MEMKIT_UNLIKELY(!budget_.try_charge(size))) fail(size, align);
         try {
             return a_.allocate(size, align);
@@ -135,26 +138,18 @@ public:
         budget_.refund(size);
     }
 
-    [[nodiscard]] bool owns(const void* p) const noexcept
-        requires traits::has_owns
-    {
+    [[nodiscard]] bool owns(const void* p) const noexcept requires traits::has_owns {
         return a_.owns(p);
     }
     /// Resets A and gives back every byte charged.
-    void reset()
-        requires traits::has_reset
-    {
+    void reset() requires traits::has_reset {
         a_.reset();
         budget_.refund_all();
     }
-    [[nodiscard]] allocator_stats stats() const noexcept
-        requires traits::has_stats
-    {
+    [[nodiscard]] allocator_stats stats() const noexcept requires traits::has_stats {
         return a_.stats();
     }
-    [[nodiscard]] std::size_t max_size() const noexcept
-        requires traits::has_max_size
-    {
+    [[nodiscard]] std::size_t max_size() const noexcept requires traits::has_max_size {
         return a_.max_size();
     }
 
@@ -163,11 +158,10 @@ public:
     [[nodiscard]] std::size_t limit() const noexcept { return budget_.limit(); }
     /// Bytes that can still be allocated (0 when the limit is at or below used()).
     [[nodiscard]] std::size_t remaining() const noexcept { return budget_.remaining(); }
-    void set_limit(std::size_t limit) noexcept
-        requires requires(Budget& b, std::size_t n) { b.set_limit(n); }
-    {
-        budget_.set_limit(limit);
+    void set_limit(std::size_t limit) noexcept requires requires(Budget& b, std::size_t n) {
+        b.set_limit(n);
     }
+    { budget_.set_limit(limit); }
 
     [[nodiscard]] Budget& budget() noexcept { return budget_; }
     [[nodiscard]] const Budget& budget() const noexcept { return budget_; }

@@ -49,12 +49,11 @@ public:
     static constexpr std::size_t max_alignment = secondary_traits::max_alignment;
     static constexpr const char* name = "memkit::fallback";
 
-    fallback()
-        requires std::default_initializable<Primary> && std::default_initializable<Secondary>
+    fallback() requires std::default_initializable<Primary> && std::default_initializable<Secondary>
         : primary_(), secondary_() {}
-    fallback(Primary primary, Secondary secondary) noexcept(
-        std::is_nothrow_move_constructible_v<Primary> &&
-        std::is_nothrow_move_constructible_v<Secondary>)
+    fallback(Primary primary,
+             Secondary secondary) noexcept(std::is_nothrow_move_constructible_v<Primary>&&
+                                               std::is_nothrow_move_constructible_v<Secondary>)
         : primary_(std::move(primary)), secondary_(std::move(secondary)) {}
     /// Constructs each part in place from its tuple of arguments (for parts that cannot move).
     template <class... PrimaryArgs, class... SecondaryArgs>
@@ -63,8 +62,7 @@ public:
         : fallback(primary_args, secondary_args, std::index_sequence_for<PrimaryArgs...>{},
                    std::index_sequence_for<SecondaryArgs...>{}) {}
 
-    [[nodiscard]] MEMKIT_MALLOC_LIKE void* allocate(std::size_t size,
-                                                    std::size_t align = alignof(std::max_align_t)) {
+    [[nodiscard]] void* allocate(std::size_t size, std::size_t align = alignof(std::max_align_t)) {
         if (void* p = primary_.try_allocate(size, align); MEMKIT_LIKELY(p != nullptr)) return p;
         return secondary_.allocate(size, align);
     }
@@ -79,21 +77,16 @@ public:
         else secondary_.deallocate(p, size, align);
     }
 
-    [[nodiscard]] bool owns(const void* p) const noexcept
-        requires secondary_traits::has_owns
-    {
+    [[nodiscard]] bool owns(const void* p) const noexcept requires secondary_traits::has_owns {
         return primary_.owns(p) || secondary_.owns(p);
     }
-    void reset()
-        requires primary_traits::has_reset && secondary_traits::has_reset
-    {
+    void reset() requires primary_traits::has_reset && secondary_traits::has_reset {
         primary_.reset();
         secondary_.reset();
     }
     /// The parts' stats() summed; peak_bytes is the sum of their peaks (an upper bound).
-    [[nodiscard]] allocator_stats stats() const noexcept
-        requires primary_traits::has_stats && secondary_traits::has_stats
-    {
+    [[nodiscard]] allocator_stats stats() const noexcept requires primary_traits::has_stats
+        && secondary_traits::has_stats {
         const allocator_stats p = primary_.stats();
         const allocator_stats s = secondary_.stats();
         return {p.bytes_in_use + s.bytes_in_use, p.peak_bytes + s.peak_bytes,
@@ -113,8 +106,8 @@ public:
 
 private:
     template <class PrimaryTuple, class SecondaryTuple, std::size_t... I, std::size_t... J>
-    fallback(PrimaryTuple& primary_args, SecondaryTuple& secondary_args,
-             std::index_sequence<I...>, std::index_sequence<J...>)
+    fallback(PrimaryTuple& primary_args, SecondaryTuple& secondary_args, std::index_sequence<I...>,
+             std::index_sequence<J...>)
         : primary_(std::get<I>(std::move(primary_args))...),
           secondary_(std::get<J>(std::move(secondary_args))...) {}
 

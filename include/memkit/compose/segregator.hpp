@@ -61,14 +61,13 @@ public:
                                                                   : large_traits::max_alignment;
     static constexpr const char* name = "memkit::segregator";
 
-    segregator()
-        requires std::default_initializable<Small> && std::default_initializable<Large>
+    segregator() requires std::default_initializable<Small> && std::default_initializable<Large>
         : small_(), large_() {
         check_small();
     }
-    segregator(Small small, Large large) noexcept(std::is_nothrow_move_constructible_v<Small> &&
-                                                   std::is_nothrow_move_constructible_v<Large> &&
-                                                   !small_traits::has_max_size)
+    segregator(Small small, Large large) noexcept(
+        std::is_nothrow_move_constructible_v<Small>&& std::is_nothrow_move_constructible_v<Large> &&
+        !small_traits::has_max_size)
         : small_(std::move(small)), large_(std::move(large)) {
         check_small();
     }
@@ -84,8 +83,7 @@ public:
         return size <= Threshold && align <= small_traits::max_alignment;
     }
 
-    [[nodiscard]] MEMKIT_MALLOC_LIKE void* allocate(std::size_t size,
-                                                    std::size_t align = alignof(std::max_align_t)) {
+    [[nodiscard]] void* allocate(std::size_t size, std::size_t align = alignof(std::max_align_t)) {
         return is_small(size, align) ? small_.allocate(size, align) : large_.allocate(size, align);
     }
     [[nodiscard]] MEMKIT_ALWAYS_INLINE void*
@@ -99,21 +97,17 @@ public:
         else large_.deallocate(p, size, align);
     }
 
-    [[nodiscard]] bool owns(const void* p) const noexcept
-        requires small_traits::has_owns && large_traits::has_owns
-    {
+    [[nodiscard]] bool owns(const void* p) const noexcept requires small_traits::has_owns
+        && large_traits::has_owns {
         return small_.owns(p) || large_.owns(p);
     }
-    void reset()
-        requires small_traits::has_reset && large_traits::has_reset
-    {
+    void reset() requires small_traits::has_reset && large_traits::has_reset {
         small_.reset();
         large_.reset();
     }
     /// The parts' stats() summed; peak_bytes is the sum of their peaks (an upper bound).
-    [[nodiscard]] allocator_stats stats() const noexcept
-        requires small_traits::has_stats && large_traits::has_stats
-    {
+    [[nodiscard]] allocator_stats stats() const noexcept requires small_traits::has_stats
+        && large_traits::has_stats {
         const allocator_stats s = small_.stats();
         const allocator_stats l = large_.stats();
         return {s.bytes_in_use + l.bytes_in_use, s.peak_bytes + l.peak_bytes,

@@ -54,14 +54,12 @@ public:
         else return "memkit::stats_collector";
     }();
 
-    stats_collector()
-        requires std::default_initializable<A>
-        : a_() {}
+    stats_collector() requires std::default_initializable<A> : a_() {}
     explicit stats_collector(A a) noexcept(std::is_nothrow_move_constructible_v<A>)
         : a_(std::move(a)) {}
     /// Constructs the wrapped allocator in place from `args`.
     template <class... Args>
-        requires std::constructible_from<A, Args&&...>
+    requires std::constructible_from<A, Args&&...>
     explicit stats_collector(std::in_place_t, Args&&... args) : a_(std::forward<Args>(args)...) {}
 
     /// The histogram bucket of a request of `size` bytes: the k with size in (2^(k-1), 2^k].
@@ -70,8 +68,7 @@ public:
         return k < histogram_buckets ? k : histogram_buckets - 1;
     }
 
-    [[nodiscard]] MEMKIT_MALLOC_LIKE void* allocate(std::size_t size,
-                                                    std::size_t align = alignof(std::max_align_t)) {
+    [[nodiscard]] void* allocate(std::size_t size, std::size_t align = alignof(std::max_align_t)) {
         void* p = nullptr;
         try {
             p = a_.allocate(size, align);
@@ -96,22 +93,16 @@ public:
         bytes_ -= size;
     }
 
-    [[nodiscard]] bool owns(const void* p) const noexcept
-        requires traits::has_owns
-    {
+    [[nodiscard]] bool owns(const void* p) const noexcept requires traits::has_owns {
         return a_.owns(p);
     }
     /// Resets A; every live block counts as deallocated (peak and histogram are kept).
-    void reset()
-        requires traits::has_reset
-    {
+    void reset() requires traits::has_reset {
         a_.reset();
         deallocations_ = allocations_;
         bytes_ = 0;
     }
-    [[nodiscard]] std::size_t max_size() const noexcept
-        requires traits::has_max_size
-    {
+    [[nodiscard]] std::size_t max_size() const noexcept requires traits::has_max_size {
         return a_.max_size();
     }
 
@@ -122,9 +113,7 @@ public:
         return {bytes_, peak_, capacity, allocations_, deallocations_};
     }
     /// A's own statistics.
-    [[nodiscard]] allocator_stats inner_stats() const noexcept
-        requires traits::has_stats
-    {
+    [[nodiscard]] allocator_stats inner_stats() const noexcept requires traits::has_stats {
         return a_.stats();
     }
     /// Successful allocations by request size (see bucket_of); the buckets sum to

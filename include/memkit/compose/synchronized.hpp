@@ -46,7 +46,7 @@ public:
     synchronized() requires std::default_initializable<A> : a_() {}
     /// Constructs the wrapped allocator in place from `args`.
     template <class... Args>
-        requires std::constructible_from<A, Args&&...>
+    requires std::constructible_from<A, Args&&...>
     explicit synchronized(std::in_place_t, Args&&... args) : a_(std::forward<Args>(args)...) {}
     explicit synchronized(A a) noexcept(std::is_nothrow_move_constructible_v<A>)
         : a_(std::move(a)) {}
@@ -54,8 +54,7 @@ public:
     synchronized(const synchronized&) = delete;
     synchronized& operator=(const synchronized&) = delete;
 
-    [[nodiscard]] MEMKIT_MALLOC_LIKE void* allocate(std::size_t size,
-                                                    std::size_t align = alignof(std::max_align_t)) {
+    [[nodiscard]] void* allocate(std::size_t size, std::size_t align = alignof(std::max_align_t)) {
         std::lock_guard<Mutex> lock(mutex_);
         return a_.allocate(size, align);
     }
@@ -70,41 +69,33 @@ public:
         a_.deallocate(p, size, align);
     }
 
-    [[nodiscard]] bool owns(const void* p) const noexcept
-        requires traits::has_owns
-    {
+    [[nodiscard]] bool owns(const void* p) const noexcept requires traits::has_owns {
         std::lock_guard<Mutex> lock(mutex_);
         return a_.owns(p);
     }
-    void reset()
-        requires traits::has_reset
-    {
+    void reset() requires traits::has_reset {
         std::lock_guard<Mutex> lock(mutex_);
         a_.reset();
     }
     /// A consistent snapshot: no call runs halfway through while it is taken.
-    [[nodiscard]] allocator_stats stats() const noexcept
-        requires traits::has_stats
-    {
+    [[nodiscard]] allocator_stats stats() const noexcept requires traits::has_stats {
         std::lock_guard<Mutex> lock(mutex_);
         return a_.stats();
     }
-    [[nodiscard]] std::size_t max_size() const noexcept
-        requires traits::has_max_size
-    {
+    [[nodiscard]] std::size_t max_size() const noexcept requires traits::has_max_size {
         std::lock_guard<Mutex> lock(mutex_);
         return a_.max_size();
     }
 
     /// Runs f(A&) under the lock and returns its result.
     template <class F>
-        requires std::invocable<F, A&>
+    requires std::invocable<F, A&>
     decltype(auto) with_lock(F&& f) {
         std::lock_guard<Mutex> lock(mutex_);
         return std::invoke(std::forward<F>(f), a_);
     }
     template <class F>
-        requires std::invocable<F, const A&>
+    requires std::invocable<F, const A&>
     decltype(auto) with_lock(F&& f) const {
         std::lock_guard<Mutex> lock(mutex_);
         return std::invoke(std::forward<F>(f), a_);

@@ -14,6 +14,10 @@
 #include <cstddef>
 #include <new>
 
+// MEMKIT_MALLOC_LIKE promises the compiler that a returned pointer aliases no pointer that
+// exists when the function returns. Only an allocator whose memory nobody else can point into
+// (the C heap) may use it: blocks carved from a caller's buffer or from chunks the allocator keeps
+// pointers to would let the optimizer fold comparisons such as `p == buffer` to false.
 #if defined(__GNUC__) || defined(__clang__)
 #define MEMKIT_LIKELY(x) (__builtin_expect(!!(x), 1))
 #define MEMKIT_UNLIKELY(x) (__builtin_expect(!!(x), 0))
@@ -42,7 +46,8 @@
 
 namespace memkit {
 
-/// True when memkit's debug precondition checks (ownership, LIFO order, double free) are compiled in.
+/// True when memkit's debug precondition checks (ownership, LIFO order, double free) are compiled
+/// in.
 inline constexpr bool debug_checks = MEMKIT_CHECKS != 0;
 
 /// Size of a cache line: the unit of false sharing. x86 lines are 64 bytes; elsewhere the
@@ -60,7 +65,8 @@ inline constexpr std::size_t cache_line_size = std::hardware_destructive_interfe
 /// The OS page size in bytes, queried once (sysconf on POSIX).
 [[nodiscard]] std::size_t page_size() noexcept;
 
-/// Hints the CPU to bring `p` into cache for reading or writing. Never faults, even on a bad address.
+/// Hints the CPU to bring `p` into cache for reading or writing. Never faults, even on a bad
+/// address.
 MEMKIT_ALWAYS_INLINE void prefetch_read(const void* p) noexcept {
 #if defined(__GNUC__) || defined(__clang__)
     __builtin_prefetch(p, 0, 3);
