@@ -31,6 +31,7 @@
 #include "memkit/alloc/stack.hpp"
 #include "memkit/alloc/system.hpp"
 #include "memkit/alloc/thread_cache.hpp"
+#include "memkit/alloc/tlsf.hpp"
 
 #include "memkit/compose/affix.hpp"
 #include "memkit/compose/budgeted.hpp"
