@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/harness.hpp"
+#include "common/malloc_peer.hpp"
 #include "memkit/alloc/buddy.hpp"
 
 namespace {
@@ -33,15 +34,7 @@ struct memkit_buddy {
     void deallocate(void* p, std::size_t n) noexcept { b.deallocate(p, n, align); }
 };
 
-struct c_malloc {
-    static constexpr const char* name = "malloc";
-    void* allocate(std::size_t n) {
-        void* p = std::malloc(n);
-        if (p == nullptr) throw std::bad_alloc();
-        return p;
-    }
-    void deallocate(void* p, std::size_t) noexcept { std::free(p); }
-};
+using c_malloc = memkit::bench::malloc_peer;
 
 // Log-uniform sizes in 16 B .. 64 KiB. mt19937_64's sequence is fixed by the standard and the
 // reduction below uses no library distribution, so every platform sees the same sizes.

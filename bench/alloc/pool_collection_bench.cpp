@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/harness.hpp"
+#include "common/malloc_peer.hpp"
 #include "memkit/alloc/pool_collection.hpp"
 
 namespace {
@@ -52,15 +53,7 @@ struct pmr_pool {
     void deallocate(void* p, std::size_t n) noexcept { r.deallocate(p, n, align); }
 };
 
-struct c_malloc {
-    static constexpr const char* name = "malloc";
-    void* allocate(std::size_t n) {
-        void* p = std::malloc(n);
-        if (p == nullptr) throw std::bad_alloc();
-        return p;
-    }
-    void deallocate(void* p, std::size_t) noexcept { std::free(p); }
-};
+using c_malloc = memkit::bench::malloc_peer;
 
 template <class Subject>
 void single(benchmark::State& state) {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/harness.hpp"
+#include "common/malloc_peer.hpp"
 #include "memkit/alloc/slab.hpp"
 
 namespace {
@@ -44,15 +45,7 @@ struct pmr_pool {
     void deallocate(void* p, std::size_t n) noexcept { r.deallocate(p, n, align); }
 };
 
-struct c_malloc {
-    static constexpr const char* name = "malloc";
-    void* allocate(std::size_t n) {
-        void* p = std::malloc(n);
-        if (p == nullptr) throw std::bad_alloc();
-        return p;
-    }
-    void deallocate(void* p, std::size_t) noexcept { std::free(p); }
-};
+using c_malloc = memkit::bench::malloc_peer;
 
 template <class Subject>
 void single_64(benchmark::State& state) {

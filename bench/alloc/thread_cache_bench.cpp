@@ -26,6 +26,7 @@
 
 #include "common/handoff.hpp"
 #include "common/harness.hpp"
+#include "common/malloc_peer.hpp"
 #if defined(MEMKIT_BENCH_HAVE_JEMALLOC)
 #include "common/jemalloc_peer.hpp"
 #endif
@@ -90,15 +91,7 @@ struct memkit_cache {
     void deallocate(void* p, std::size_t n) noexcept { cache.deallocate(p, n); }
 };
 
-struct c_malloc {
-    static constexpr const char* name = "malloc";
-    void* allocate(std::size_t n) {
-        void* p = std::malloc(n);
-        if (p == nullptr) throw std::bad_alloc();
-        return p;
-    }
-    void deallocate(void* p, std::size_t /*n*/) noexcept { std::free(p); }
-};
+using c_malloc = memkit::bench::malloc_peer;
 
 struct mimalloc_peer {
     static constexpr const char* name = "mimalloc";

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "common/harness.hpp"
+#include "common/malloc_peer.hpp"
 #include "memkit/alloc/tlsf.hpp"
 
 namespace {
@@ -55,15 +56,7 @@ struct memkit_tlsf {
     void deallocate(void* p, std::size_t n) noexcept { h.deallocate(p, n, align); }
 };
 
-struct c_malloc {
-    static constexpr const char* name = "malloc";
-    void* allocate(std::size_t n) {
-        void* p = std::malloc(n);
-        if (p == nullptr) throw std::bad_alloc();
-        return p;
-    }
-    void deallocate(void* p, std::size_t) noexcept { std::free(p); }
-};
+using c_malloc = memkit::bench::malloc_peer;
 
 struct pmr_pool {
     static constexpr const char* name = "std::pmr::unsynchronized_pool_resource";
