@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 #include <random>
+#include <thread>
 #include <utility>
 
 namespace memkit::bench {
@@ -17,6 +18,14 @@ registry& the_registry() {
     static registry r;
     return r;
 }
+
+// glibc skips atomic instructions in malloc and in mutexes until the process starts its first
+// thread, and never returns to that mode. Starting one thread before any case runs makes every
+// case see the same (multi-threaded) library, whatever order the cases run in.
+[[maybe_unused]] const bool process_is_multithreaded = [] {
+    std::thread([] {}).join();
+    return true;
+}();
 
 } // namespace
 

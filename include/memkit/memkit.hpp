@@ -9,6 +9,7 @@
 #pragma once
 
 #include "memkit/core/align.hpp"
+#include "memkit/core/annotations.hpp"
 #include "memkit/core/barrier.hpp"
 #include "memkit/core/concepts.hpp"
 #include "memkit/core/error.hpp"
@@ -42,3 +43,10 @@
 
 #include "memkit/pmr/resource.hpp"
 #include "memkit/pmr/std_allocator.hpp"
+
+#include "memkit/container/bump_vector.hpp"
+#include "memkit/container/circular_buffer.hpp"
+#include "memkit/container/intrusive_list.hpp"
+#include "memkit/container/small_vector.hpp"
+#include "memkit/container/spsc_ring.hpp"
+#include "memkit/container/stable_vector.hpp"
