@@ -1,0 +1,337 @@
+// memkit/heap/managed_heap.hpp - a thread-safe heap with per-owner accounting, owner limits that
+// form a tree, pressure levels and O(1) statistics.
+//
+// `managed_heap` hands out blocks from a memkit::tlsf_heap whose regions are taken from the system
+// as needed, up to a configured capacity (1 GiB by default; managed_heap_options). Every block
+// belongs to an *owner*: a request, a query, a tenant or a subsystem, named by an `owner_id`. As
+// with PostgreSQL's memory contexts, an owner's blocks can be released all at once with
+// free_owner(); as with ClickHouse's MemoryTracker, owners form a tree whose limits count against
+// their ancestors (each owner has a memkit::memory_budget, a child of its parent's).
+//
+//   memkit::managed_heap heap;                                      // capacity 1 GiB
+//   auto req = heap.create_owner("request-42", 64 << 10);           // at most 64 KiB
+//   void* p = heap.allocate(1000, req);  /* ... */  heap.free_owner(req);  heap.retire_owner(req);
+//
+// Blocks. Each block has a 48-byte header in front of its payload: the links of its owner's
+// intrusive doubly linked list, the owner, the requested size and a canary word that also records
+// whether the block is live. So deallocate(p) needs no size and is O(1), free_owner is
+// O(blocks of the owner and its descendants), and a double free is recognised. Payloads are
+// aligned to `align` (any power of two up to 4096 is tested; above 16, up to `align` bytes of
+// padding go in front of the header).
+//
+// Accounting. used() and owner usage count the *requested* bytes of live blocks. heap_bytes() is
+// what those blocks occupy in the tlsf heap (header, alignment padding and size rounding
+// included); it is what the capacity limits, and what pressure and out_of_memory report.
+// owner_usage(id) is the owner's own bytes plus those of its descendants (what its limit
+// applies to); owner_info(id).self_bytes counts its own blocks only. owner_peak(id) is the
+// highest owner_usage(id) so far. An owner's limit refuses a block when the owner, or any
+// ancestor, would go above its limit.
+//
+// Owners. The default owner (`owner_id{}`, named "default", unlimited) always exists.
+// create_owner(name, limit, parent) adds an owner (limit memory_budget::unlimited = none).
+// free_owner(id) frees every block of the owner AND of its descendants (the owners stay) and
+// returns the requested bytes freed. retire_owner(id) says the owner is finished: it can no
+// longer allocate; when it holds no blocks and has no children it is removed at once, otherwise
+// it is removed when the last of its blocks is freed (by deallocate or free_owner) and its last
+// child is removed. A removed owner's id is never valid again (ids carry a generation).
+//
+// Pressure. The level is heap_bytes() / capacity measured with pressure_thresholds (60/80/95 % by
+// default). It rises as soon as a threshold is reached, and falls only when heap_bytes() drops
+// below the threshold minus `pressure_hysteresis` (2 % of the capacity by default), so a usage
+// hovering around a threshold is reported once. Each change is reported once, as one event from
+// the old level to the new one (a jump from low to critical is one event). Callbacks run on the
+// thread that caused the change, after the heap's lock has been released, so they may call any
+// member of the heap; changes caused by different threads may be delivered in either order.
+//
+// Collection. With `defer_frees`, deallocate and free_owner put blocks in a quarantine instead of
+// giving them back to the tlsf heap: the owner and used() stop counting them at once (so an owner
+// may allocate again within its limit), but heap_bytes() and the pressure level still do until
+// collect() returns them. A deferred block freed again is a double free. should_collect() is true
+// from `collect_threshold` deferred blocks (1000) or when a retired owner still holds blocks.
+// collect() frees the quarantine and the blocks of retired owners (the "unreferenced" strategy:
+// a finished request whose handle was dropped is reclaimed without being named) and removes those
+// owners; collect(budget) does the same in batches of 32 blocks, releasing the lock between
+// batches, and stops once the budget has passed (a zero budget still does one batch). The heap
+// also collects by itself before reporting out_of_memory, and, with `collect_on_critical` (on by
+// default), when an allocation brings the level to critical while the quarantine is not empty
+// (that collection is not time-bounded).
+//
+// Complexity: allocate, try_allocate and deallocate are O(1) plus one memory_budget charge per
+// level of the owner's depth (a few atomic operations) and, for deallocate, tlsf_heap::owns
+// (O(regions)). create_owner and retire_owner are O(1) (amortised). free_owner is O(blocks freed
+// + descendants); collect() O(blocks freed + retired owners); owner_allocations O(blocks of the owner). used, peak, heap_bytes, capacity,
+// block_count and level are O(1); fragmentation_ratio() and snapshot() cost
+// tlsf_heap::largest_free_block (O(blocks in the largest size class)). validate() is O(blocks).
+// Measured (docs/heap.md): an allocate + deallocate pair with owner accounting two levels deep
+// costs about 4x a raw tlsf_heap pair and 2x a mutex-guarded one: the lock and the budgets'
+// atomic counters (redundant under the lock, but shared with memory_budget's callbacks and
+// limits) are most of it.
+//
+// Thread-safety: every member may be called concurrently from any thread. This first version
+// keeps one mutex around the tlsf heap and the owner table (held for the O(1) work of an
+// allocation or a free; never held while a pressure callback runs); a sharded design with
+// per-thread caches is future work. Destruction must not race with other calls.
+//
+// Failure:
+//  * allocate throws memkit::out_of_memory (allocator() "memkit::managed_heap", requested = size,
+//    available = the largest request that could still succeed, used = heap_bytes(), capacity =
+//    the configured capacity) when the heap is full; the heap stays usable and nothing is
+//    charged. try_allocate returns nullptr instead (also for the cases below).
+//  * owner_limit_exceeded (a memkit::budget_exceeded) when the owner's limit, or an ancestor's,
+//    refuses; owner() is the owner asked for, limiting_owner() the one whose limit refused, and
+//    limit()/used()/remaining() are that owner's.
+//  * bad_size for size 0 or above max_size(); invalid_alignment for an alignment that is not a
+//    power of two or is above max_alignment (4096).
+//  * std::invalid_argument for an unknown (never created or removed) owner id, and for allocating
+//    for a retired owner or creating a child of one.
+//  * deallocate of a pointer the heap did not hand out throws invalid_address with code()
+//    errc::not_owned; of a block already freed, invalid_address with errc::double_free (a freed
+//    block whose memory was handed out again may go unnoticed, as in any heap). The heap is then
+//    unchanged. deallocate(nullptr) does nothing.
+//  * validate() throws corruption_detected at the first inconsistency of the tlsf heap, an owner
+//    list (a broken link, a header whose canary, owner or size is wrong) or the counters.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "memkit/alloc/tlsf.hpp"
+#include "memkit/core/error.hpp"
+#include "memkit/core/platform.hpp"
+#include "memkit/heap/memory_budget.hpp"
+#include "memkit/heap/pressure_level.hpp"
+
+namespace memkit {
+
+/// Names an owner of a managed_heap. owner_id{} is the heap's default owner.
+struct owner_id {
+    std::uint64_t value = 0;
+    friend constexpr bool operator==(owner_id, owner_id) = default;
+    friend constexpr auto operator<=>(owner_id, owner_id) = default;
+};
+
+/// Thrown when an owner's limit (or an ancestor's) refuses an allocation. An out_of_memory, so a
+/// std::bad_alloc; code() is errc::budget_exceeded.
+class owner_limit_exceeded : public budget_exceeded {
+public:
+    owner_limit_exceeded(owner_id owner, owner_id limiting_owner, std::size_t requested,
+                         std::size_t remaining, std::size_t used, std::size_t limit) noexcept
+        : budget_exceeded("memkit::managed_heap", requested, remaining, used, limit),
+          owner_(owner), limiting_(limiting_owner) {}
+    /// The owner the allocation was for.
+    [[nodiscard]] owner_id owner() const noexcept { return owner_; }
+    /// The owner whose limit refused: owner() or one of its ancestors.
+    [[nodiscard]] owner_id limiting_owner() const noexcept { return limiting_; }
+
+private:
+    owner_id owner_, limiting_;
+};
+
+/// Thrown by managed_heap::deallocate for a pointer it did not hand out (code() not_owned) or a
+/// block freed twice (code() double_free).
+class invalid_address : public std::invalid_argument {
+public:
+    invalid_address(const void* address, errc code, const char* what)
+        : std::invalid_argument(what), address_(address), code_(code) {}
+    [[nodiscard]] const void* address() const noexcept { return address_; }
+    [[nodiscard]] std::error_code code() const noexcept { return make_error_code(code_); }
+
+private:
+    const void* address_;
+    errc code_;
+};
+
+struct managed_heap_options {
+    std::size_t capacity = std::size_t{1} << 30;   ///< bytes taken from the system at most
+    std::size_t region_size = std::size_t{1} << 20; ///< smallest region taken when growing
+    pressure_thresholds thresholds{};              ///< where the pressure levels start
+    double pressure_hysteresis = 0.02; ///< fraction of capacity to drop below a threshold
+    bool defer_frees = false;          ///< deallocate puts blocks in a quarantine (collect())
+    std::size_t collect_threshold = 1000; ///< should_collect() from this many deferred blocks
+    bool collect_on_critical = true; ///< reaching critical pressure collects the quarantine
+};
+
+/// What a collection freed.
+struct collect_result {
+    std::size_t blocks = 0; ///< blocks given back to the tlsf heap
+    std::size_t bytes = 0;  ///< their requested bytes
+    bool complete = true;   ///< false when a time budget stopped it with work left
+};
+
+/// A change of a managed_heap's pressure level.
+struct heap_pressure_event {
+    pressure_level from;
+    pressure_level to;
+    std::size_t heap_bytes; ///< heap_bytes() when the change was found
+    std::size_t capacity;
+};
+
+/// One block of an owner (owner_allocations).
+struct owner_block {
+    void* pointer;
+    std::size_t size; ///< the requested size
+};
+
+/// What owner_info() reports about one owner.
+struct owner_stats {
+    std::string name;
+    std::size_t usage;       ///< own bytes plus descendants' (what the limit applies to)
+    std::size_t peak;        ///< the highest usage so far
+    std::size_t limit;       ///< memory_budget::unlimited when none
+    std::size_t self_bytes;  ///< requested bytes of the owner's own live blocks
+    std::size_t self_blocks; ///< the owner's own live blocks
+    std::optional<owner_id> parent;
+    bool retired;
+};
+
+/// A consistent copy of the heap's statistics (taken under the lock).
+struct managed_heap_snapshot {
+    std::size_t used;       ///< requested bytes of live blocks
+    std::size_t peak;       ///< the highest used so far
+    std::size_t heap_bytes; ///< bytes the live blocks occupy in the tlsf heap
+    std::size_t reserved;   ///< bytes of regions taken from the system
+    std::size_t capacity;   ///< the configured capacity
+    std::size_t blocks;     ///< live blocks
+    std::size_t owners;     ///< owners that exist (the default one included)
+    std::uint64_t allocations;
+    std::uint64_t deallocations;
+    std::uint64_t failed_allocations; ///< refused by capacity or by a limit
+    std::size_t deferred_blocks;      ///< freed blocks waiting in the quarantine
+    std::size_t deferred_bytes;       ///< their requested bytes
+    double fragmentation_ratio;       ///< tlsf_heap::fragmentation_ratio
+    pressure_level level;
+};
+
+class managed_heap {
+public:
+    static constexpr bool is_thread_safe = true;
+    static constexpr std::size_t max_alignment = 4096;
+    static constexpr const char* name = "memkit::managed_heap";
+    static constexpr std::size_t unlimited = memory_budget::unlimited;
+    using pressure_callback = std::function<void(const heap_pressure_event&)>;
+
+    /// Takes a first region of min(region_size, capacity) bytes. Throws std::invalid_argument for
+    /// invalid thresholds or hysteresis, bad_size for a capacity too small for one region.
+    explicit managed_heap(managed_heap_options opts = {});
+    ~managed_heap();
+    managed_heap(const managed_heap&) = delete;
+    managed_heap& operator=(const managed_heap&) = delete;
+
+    // --- blocks ---------------------------------------------------------------------------
+    [[nodiscard]] void* allocate(std::size_t size, owner_id owner = {},
+                                 std::size_t align = alignof(std::max_align_t));
+    [[nodiscard]] void* try_allocate(std::size_t size, owner_id owner = {},
+                                     std::size_t align = alignof(std::max_align_t)) noexcept;
+    /// Frees the block at `p` (nullptr: nothing). Throws invalid_address (see above).
+    void deallocate(void* p);
+    /// The requested size of the live block at `p` (precondition: a live block of this heap).
+    [[nodiscard]] static std::size_t size_of(const void* p) noexcept;
+    /// The owner of the live block at `p` (same precondition).
+    [[nodiscard]] owner_id owner_of(const void* p) const;
+    /// True if `p` lies in one of the heap's regions; true for every payload it hands out.
+    [[nodiscard]] bool owns(const void* p) const;
+    [[nodiscard]] static constexpr std::size_t max_size() noexcept { return std::size_t{1} << 39; }
+
+    // --- owners ---------------------------------------------------------------------------
+    owner_id create_owner(std::string_view owner_name, std::size_t limit = unlimited,
+                          std::optional<owner_id> parent = std::nullopt);
+    /// Frees every block of `id` and of its descendants; returns the requested bytes freed.
+    std::size_t free_owner(owner_id id);
+    /// Marks `id` finished (see the header comment).
+    void retire_owner(owner_id id);
+    /// Changes the owner's limit (it may go below the usage: later allocations then fail).
+    void set_owner_limit(owner_id id, std::size_t limit);
+    [[nodiscard]] bool owner_exists(owner_id id) const;
+    [[nodiscard]] std::size_t owner_usage(owner_id id) const;
+    [[nodiscard]] std::size_t owner_peak(owner_id id) const;
+    [[nodiscard]] std::vector<owner_block> owner_allocations(owner_id id) const;
+    [[nodiscard]] owner_stats owner_info(owner_id id) const;
+
+    // --- pressure -------------------------------------------------------------------------
+    [[nodiscard]] pressure_level level() const;
+    /// Registers `f` for every later level change; returns an id for remove_callback.
+    std::uint64_t on_pressure_change(pressure_callback f);
+    bool remove_callback(std::uint64_t id);
+
+    // --- collection ---------------------------------------------------------------------
+    /// True when the quarantine holds collect_threshold blocks or more, or a retired owner
+    /// still holds blocks.
+    [[nodiscard]] bool should_collect() const;
+    /// Frees every quarantined block and every block of retired owners ("unreferenced").
+    collect_result collect();
+    /// Like collect(), but stops once `budget` has passed (checked every 32 blocks, with the
+    /// lock released and taken again between batches, so no pause is much longer than that);
+    /// call again to go on. complete says whether everything was collected.
+    collect_result collect(std::chrono::nanoseconds budget);
+
+    // --- statistics -----------------------------------------------------------------------
+    [[nodiscard]] std::size_t used() const;
+    [[nodiscard]] std::size_t peak() const;
+    [[nodiscard]] std::size_t heap_bytes() const;
+    [[nodiscard]] std::size_t capacity() const noexcept { return opts_.capacity; }
+    [[nodiscard]] std::size_t block_count() const;
+    [[nodiscard]] double fragmentation_ratio() const;
+    [[nodiscard]] managed_heap_snapshot snapshot() const;
+    [[nodiscard]] const managed_heap_options& options() const noexcept { return opts_; }
+    /// Checks the tlsf heap, every owner list and the counters; throws corruption_detected.
+    void validate() const;
+
+private:
+    struct owner_rec;
+    struct header;
+    struct pending_event {
+        bool any = false;
+        heap_pressure_event event{};
+        std::shared_ptr<const std::vector<std::pair<std::uint64_t, pressure_callback>>> callbacks;
+    };
+
+    owner_rec& find(owner_id id) const; // throws std::invalid_argument; lock held
+    void* allocate_locked(std::size_t size, owner_rec& o, std::size_t align, pending_event& ev,
+                          bool& limit_refused) noexcept;
+    void free_block(header* h, bool defer) noexcept;        // lock held
+    std::size_t free_subtree(owner_rec& o) noexcept;         // lock held
+    void maybe_remove(owner_rec* o) noexcept;               // lock held
+    void check_pressure(pending_event& ev) noexcept;        // lock held
+    void recompute_pressure_bounds() noexcept;              // lock held
+    static void deliver(pending_event& ev) noexcept;        // lock NOT held
+    [[noreturn]] MEMKIT_COLD void throw_refusal(std::size_t size, owner_rec& o, std::size_t align,
+                                                bool limit_refused);
+    [[nodiscard]] std::size_t available_locked() const noexcept;
+    void release_block(header* h) noexcept;                 // to the tlsf heap; lock held
+    collect_result collect_some(std::size_t max_blocks, pending_event& ev) noexcept;
+
+    managed_heap_options opts_;
+    mutable std::mutex mutex_;
+    tlsf_heap heap_;
+    std::vector<std::unique_ptr<owner_rec>> slots_; // index = low 32 bits of the id
+    std::vector<std::uint32_t> generations_;        // per slot; bumped on removal
+    std::vector<std::uint32_t> free_slots_;
+    std::size_t owner_count_ = 0;
+    std::size_t used_ = 0, peak_ = 0, blocks_ = 0;
+    std::uint64_t allocations_ = 0, deallocations_ = 0, failures_ = 0;
+    // Pressure: the level, and the heap_bytes at which it goes up (>= up_) or down (< down_).
+    pressure_level level_ = pressure_level::low;
+    std::size_t up_ = 0, down_ = 0;
+    std::size_t bounds_[3] = {}; // bytes at which medium, high, critical start
+    std::size_t hysteresis_bytes_ = 0;
+    // The quarantine (defer_frees): FIFO through the headers' `next`; retired owners whose
+    // blocks wait for collect().
+    header* deferred_head_ = nullptr;
+    header* deferred_tail_ = nullptr;
+    std::size_t deferred_count_ = 0, deferred_bytes_ = 0;
+    std::vector<owner_id> unreferenced_;
+    std::uint64_t next_callback_id_ = 1;
+    std::shared_ptr<const std::vector<std::pair<std::uint64_t, pressure_callback>>> callbacks_;
+};
+
+} // namespace memkit
