@@ -50,3 +50,12 @@
 #include "memkit/container/small_vector.hpp"
 #include "memkit/container/spsc_ring.hpp"
 #include "memkit/container/stable_vector.hpp"
+
+#include "memkit/heap/buffer_pool.hpp"
+#include "memkit/heap/managed_heap.hpp"
+#include "memkit/heap/memory_budget.hpp"
+#include "memkit/heap/pressure_level.hpp"
+#include "memkit/heap/system_pressure_monitor.hpp"
+
+#include "memkit/cache/lru_cache.hpp"
+#include "memkit/cache/sharded_lru_cache.hpp"
