@@ -46,6 +46,8 @@
 
 #include "memkit/container/bump_vector.hpp"
 #include "memkit/container/circular_buffer.hpp"
+#include "memkit/container/flat_map.hpp"
+#include "memkit/container/flat_set.hpp"
 #include "memkit/container/intrusive_list.hpp"
 #include "memkit/container/small_vector.hpp"
 #include "memkit/container/spsc_ring.hpp"

@@ -99,6 +99,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "memkit/container/detail/synth_three_way.hpp"
 #include "memkit/core/align.hpp"
 #include "memkit/core/annotations.hpp"
 #include "memkit/core/error.hpp"
@@ -162,25 +163,6 @@ template <class It>
 inline constexpr bool legacy_forward_iterator =
     std::derived_from<typename std::iterator_traits<It>::iterator_category,
                       std::forward_iterator_tag>;
-
-// The standard's synth-three-way: <=> when the element has it, else built from <.
-template <class T>
-concept synth_comparable = std::three_way_comparable<T> || requires(const T& a, const T& b) {
-    { a < b } -> std::convertible_to<bool>;
-};
-
-struct synth_three_way {
-    template <class T>
-    constexpr auto operator()(const T& a, const T& b) const {
-        if constexpr (std::three_way_comparable<T>) {
-            return a <=> b;
-        } else {
-            if (a < b) return std::weak_ordering::less;
-            if (b < a) return std::weak_ordering::greater;
-            return std::weak_ordering::equivalent;
-        }
-    }
-};
 
 // `count` times the same value, as a forward iterator: lets insert(pos, n, value) share the
 // range code.
