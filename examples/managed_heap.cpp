@@ -1,10 +1,14 @@
 // A request server simulation on memkit::managed_heap: each request is an owner with a 64 KiB
 // limit under a per-tenant owner; its buffers are charged to it; one request asks for more than
-// its limit and is refused; every request is cleaned up at once with free_owner. Prints the
-// per-request accounting and the heap's statistics; returns non-zero if a check fails.
+// its limit and is refused; every request is cleaned up at once with free_owner. A
+// counting_observer sees every event; a heap_guard holds a scratch buffer that read/write access
+// with bounds checks. Prints the per-request accounting, the event counts and the heap's
+// statistics; returns non-zero if a check fails.
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <span>
 #include <string>
 
 #include "memkit/heap/managed_heap.hpp"
@@ -12,6 +16,8 @@
 int main() {
     constexpr std::size_t KiB = 1024;
     memkit::managed_heap heap{memkit::managed_heap_options{.capacity = std::size_t{16} << 20}};
+    auto events = std::make_shared<memkit::counting_observer>();
+    heap.add_observer(events);
     int pressure_changes = 0;
     heap.on_pressure_change([&](const memkit::heap_pressure_event& e) {
         ++pressure_changes;
@@ -46,6 +52,29 @@ int main() {
         if (heap.owner_exists(req) || heap.owner_usage(tenant) != 0) return 1;
     }
 
+    // A scratch buffer freed at the end of its scope, written and read with bounds checks.
+    bool caught = false;
+    {
+        memkit::managed_heap::guard scratch = heap.allocate_guarded(64, tenant);
+        const char msg[] = "hello";
+        heap.write(scratch.get(), 0, std::as_bytes(std::span(msg)));
+        char back[sizeof msg] = {};
+        heap.read(scratch.get(), 0, std::as_writable_bytes(std::span(back)));
+        std::printf("scratch: %s\n", back);
+        try {
+            heap.write(scratch.get(), 60, std::as_bytes(std::span(msg))); // 6 bytes at 60 of 64
+        } catch (const memkit::protection_violation& e) {
+            caught = true;
+            std::printf("refused write of %zu bytes at offset %zu of a %zu-byte block\n",
+                        e.length(), e.offset(), e.block_size());
+        }
+    }
+    std::printf("events: %llu allocated, %llu deallocated, %llu refused, %llu pressure changes\n",
+                static_cast<unsigned long long>(events->allocated()),
+                static_cast<unsigned long long>(events->deallocated()),
+                static_cast<unsigned long long>(events->out_of_memory()),
+                static_cast<unsigned long long>(events->pressure_changed()));
+
     heap.validate();
     const memkit::managed_heap_snapshot s = heap.snapshot();
     std::printf("heap: used %zu, peak %zu, blocks %zu, owners %zu, allocations %llu, "
@@ -53,7 +82,10 @@ int main() {
                 s.used, s.peak, s.blocks, s.owners,
                 static_cast<unsigned long long>(s.allocations),
                 static_cast<unsigned long long>(s.failed_allocations), s.capacity);
-    const bool ok = failures == 1 && s.used == 0 && s.blocks == 0 && s.owners == 2 &&
+    const bool ok = failures == 1 && caught && events->allocated() == s.allocations &&
+                    events->deallocated() == s.deallocations && events->out_of_memory() == 1 &&
+                    events->pressure_changed() == 0 && s.allocations == 4 * 12 + 11 + 1 &&
+                    s.used == 0 && s.blocks == 0 && s.owners == 2 &&
                     s.failed_allocations == 1 && pressure_changes == 0 &&
                     s.peak == 4 * KiB + 10 * 512 + 16 * KiB;
     std::printf("%s\n", ok ? "ok" : "FAILED");

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <ostream>
 #include <utility>
 
 namespace memkit {
@@ -85,6 +87,7 @@ managed_heap::managed_heap(managed_heap_options opts)
     hysteresis_bytes_ = static_cast<std::size_t>(opts_.pressure_hysteresis * cap);
     recompute_pressure_bounds();
     callbacks_ = std::make_shared<const std::vector<std::pair<std::uint64_t, pressure_callback>>>();
+    observers_ = std::make_shared<const observer_list>();
     slots_.push_back(std::make_unique<owner_rec>(owner_id{}, "default", unlimited, nullptr));
     generations_.push_back(0);
     owner_count_ = 1;
@@ -177,7 +180,8 @@ void managed_heap::retire_owner(owner_id id) {
     maybe_remove(&o);
 }
 
-std::size_t managed_heap::free_subtree(owner_rec& root) noexcept {
+std::size_t managed_heap::free_subtree(owner_rec& root,
+                                       std::vector<observed_block>* log) noexcept {
     std::size_t freed = 0;
     // Depth-first over the subtree without recursion: descend through first_child, move on
     // through next_sibling, climb back through parent.
@@ -185,6 +189,7 @@ std::size_t managed_heap::free_subtree(owner_rec& root) noexcept {
     while (true) {
         while (o->blocks != nullptr) {
             freed += o->blocks->size;
+            if (log != nullptr) log->push_back({o->id, o->blocks->payload(), o->blocks->size});
             free_block(o->blocks, opts_.defer_frees);
         }
         if (o->first_child != nullptr) {
@@ -204,7 +209,21 @@ std::size_t managed_heap::free_owner(owner_id id) {
     {
         std::lock_guard lock(mutex_);
         owner_rec& o = find(id);
-        freed = free_subtree(o);
+        if (MEMKIT_UNLIKELY(observing_)) {
+            // Reserve first (this may throw) so that free_subtree can log without failing.
+            std::size_t n = 0;
+            std::vector<owner_rec*> todo{&o};
+            while (!todo.empty()) {
+                owner_rec* r = todo.back();
+                todo.pop_back();
+                n += r->self_blocks;
+                for (owner_rec* c = r->first_child; c != nullptr; c = c->next_sibling)
+                    todo.push_back(c);
+            }
+            ev.freed.reserve(n);
+            observe(ev);
+        }
+        freed = free_subtree(o, ev.observers != nullptr ? &ev.freed : nullptr);
         // Retired owners of the subtree that are now empty go away, leaves first.
         std::vector<owner_rec*> order;
         order.push_back(&o);
@@ -239,7 +258,7 @@ std::size_t managed_heap::free_owner(owner_id id) {
         if (root_gone) maybe_remove(above);
         check_pressure(ev);
     }
-    deliver(ev);
+    if (ev.pending()) deliver(ev);
     return freed;
 }
 
@@ -341,9 +360,20 @@ void* managed_heap::try_allocate(std::size_t size, owner_id owner, std::size_t a
                             generations_[idx] != (owner.value >> 32) || slots_[idx]->retired))
             return nullptr;
         bool limit_refused = false;
-        p = allocate_locked(size, *slots_[idx], align, ev, limit_refused);
+        owner_rec& o = *slots_[idx];
+        p = allocate_locked(size, o, align, ev, limit_refused);
+        if (MEMKIT_UNLIKELY(observing_)) {
+            observe(ev);
+            if (p != nullptr) {
+                ev.allocated = true;
+                ev.block = {o.id, p, size};
+            } else {
+                ev.failed = true;
+                ev.failure = refusal(size, o, align, limit_refused);
+            }
+        }
     }
-    if (MEMKIT_UNLIKELY(ev.any)) deliver(ev);
+    if (MEMKIT_UNLIKELY(ev.pending())) deliver(ev);
     return p;
 }
 
@@ -360,26 +390,44 @@ void* managed_heap::allocate(std::size_t size, owner_id owner, std::size_t align
             throw std::invalid_argument("memkit::managed_heap: allocation for a retired owner");
         bool limit_refused = false;
         p = allocate_locked(size, o, align, ev, limit_refused);
-        if (MEMKIT_UNLIKELY(p == nullptr)) throw_refusal(size, o, align, limit_refused);
+        if (MEMKIT_UNLIKELY(p == nullptr)) {
+            ev.failed = true;
+            ev.failure = refusal(size, o, align, limit_refused);
+        }
+        if (MEMKIT_UNLIKELY(observing_)) {
+            observe(ev);
+            if (p != nullptr) {
+                ev.allocated = true;
+                ev.block = {o.id, p, size};
+            }
+        }
     }
-    if (MEMKIT_UNLIKELY(ev.any)) deliver(ev);
+    // Events first, then the exception, so that neither is lost.
+    if (MEMKIT_UNLIKELY(ev.pending())) deliver(ev);
+    if (MEMKIT_UNLIKELY(p == nullptr)) throw_refusal(ev.failure);
     return p;
 }
 
-void managed_heap::throw_refusal(std::size_t size, owner_rec& o, std::size_t align,
-                                 bool limit_refused) {
+heap_out_of_memory_event managed_heap::refusal(std::size_t size, owner_rec& o,
+                                               std::size_t align, bool limit_refused) const {
     if (limit_refused) {
         // Budgets change only under our lock, so the level that refused is still over.
         for (owner_rec* r = &o; r != nullptr; r = r->parent) {
             const std::size_t lim = r->budget.hard_limit(), u = r->budget.used();
             if (u > lim || lim - u < size)
-                throw owner_limit_exceeded(o.id, r->id, size, lim > u ? lim - u : 0, u, lim);
+                return {o.id, size, align, true, r->id, lim > u ? lim - u : 0, u, lim};
         }
-        throw owner_limit_exceeded(o.id, o.id, size, 0, o.budget.used(), o.budget.hard_limit());
+        return {o.id, size, align, true, o.id, 0, o.budget.used(), o.budget.hard_limit()};
     }
-    (void)align;
-    throw out_of_memory(name, size, available_locked(), heap_.stats().bytes_in_use,
-                        opts_.capacity);
+    return {o.id,         size, align, false, owner_id{}, available_locked(),
+            heap_.stats().bytes_in_use, opts_.capacity};
+}
+
+void managed_heap::throw_refusal(const heap_out_of_memory_event& d) {
+    if (d.limit)
+        throw owner_limit_exceeded(d.owner, d.limiting_owner, d.requested, d.available, d.used,
+                                   d.capacity);
+    throw out_of_memory(name, d.requested, d.available, d.used, d.capacity);
 }
 
 std::size_t managed_heap::available_locked() const noexcept {
@@ -423,6 +471,9 @@ void managed_heap::free_block(header* h, bool defer) noexcept {
 
 collect_result managed_heap::collect_some(std::size_t max_blocks,
                                                         pending_event& ev) noexcept {
+    const bool timed = observing_;
+    const auto start = timed ? std::chrono::steady_clock::now()
+                             : std::chrono::steady_clock::time_point{};
     collect_result r;
     while (deferred_head_ != nullptr && r.blocks < max_blocks) {
         header* h = deferred_head_;
@@ -457,6 +508,14 @@ collect_result managed_heap::collect_some(std::size_t max_blocks,
         }
     }
     r.complete = deferred_head_ == nullptr && unreferenced_.empty();
+    if (MEMKIT_UNLIKELY(timed) && r.blocks != 0) {
+        observe(ev);
+        ++ev.collections;
+        ev.collected_blocks += r.blocks;
+        ev.collected_bytes += r.bytes;
+        ev.pause += std::chrono::duration_cast<std::chrono::nanoseconds>(
+            std::chrono::steady_clock::now() - start);
+    }
     check_pressure(ev);
     return r;
 }
@@ -473,7 +532,7 @@ collect_result managed_heap::collect() {
         std::lock_guard lock(mutex_);
         r = collect_some(std::numeric_limits<std::size_t>::max(), ev);
     }
-    deliver(ev);
+    if (ev.pending()) deliver(ev);
     return r;
 }
 
@@ -488,7 +547,7 @@ collect_result managed_heap::collect(std::chrono::nanoseconds budget) {
             std::lock_guard lock(mutex_);
             r = collect_some(batch, ev);
         }
-        deliver(ev);
+        if (ev.pending()) deliver(ev);
         total.blocks += r.blocks;
         total.bytes += r.bytes;
         total.complete = r.complete;
@@ -519,11 +578,46 @@ void managed_heap::deallocate(void* p) {
                                   "start of a live block");
         }
         owner_rec* const o = h->owner;
+        if (MEMKIT_UNLIKELY(observing_)) {
+            observe(ev);
+            ev.block = {o->id, p, h->size};
+        }
         free_block(h, opts_.defer_frees);
         if (MEMKIT_UNLIKELY(o->retired) && o->blocks == nullptr) maybe_remove(o);
         check_pressure(ev);
     }
-    if (MEMKIT_UNLIKELY(ev.any)) deliver(ev);
+    if (MEMKIT_UNLIKELY(ev.pending())) deliver(ev);
+}
+
+managed_heap::header* managed_heap::checked_block(const void* p) const {
+    if (MEMKIT_UNLIKELY(p == nullptr || addr(p) % granule != 0 ||
+                        !heap_.owns(minus(p, header_size)) || !heap_.owns(minus(p, 16))))
+        throw invalid_address(p, errc::not_owned,
+                              "memkit::managed_heap: access through a pointer not from this heap");
+    auto* h = reinterpret_cast<header*>(const_cast<std::byte*>(static_cast<const std::byte*>(p)) -
+                                        header_size);
+    if (MEMKIT_UNLIKELY(h->canary != (live_key ^ addr(h))))
+        throw invalid_address(p, errc::not_owned,
+                              "memkit::managed_heap: access through a pointer that is not the "
+                              "start of a live block");
+    return h;
+}
+
+void managed_heap::read(const void* p, std::size_t offset, std::span<std::byte> out) const {
+    std::lock_guard lock(mutex_);
+    const header* h = checked_block(p);
+    // Written so that offset + size cannot wrap.
+    if (MEMKIT_UNLIKELY(offset > h->size || out.size() > h->size - offset))
+        throw protection_violation(p, offset, out.size(), h->size);
+    if (!out.empty()) std::memcpy(out.data(), static_cast<const std::byte*>(p) + offset, out.size());
+}
+
+void managed_heap::write(void* p, std::size_t offset, std::span<const std::byte> in) {
+    std::lock_guard lock(mutex_);
+    const header* h = checked_block(p);
+    if (MEMKIT_UNLIKELY(offset > h->size || in.size() > h->size - offset))
+        throw protection_violation(p, offset, in.size(), h->size);
+    if (!in.empty()) std::memcpy(static_cast<std::byte*>(p) + offset, in.data(), in.size());
 }
 
 std::size_t managed_heap::size_of(const void* p) noexcept {
@@ -582,9 +676,103 @@ void managed_heap::check_pressure(pending_event& ev) noexcept {
     ev.callbacks = callbacks_;
 }
 
+void managed_heap::observe(pending_event& ev) const noexcept {
+    if (ev.observers == nullptr) ev.observers = observers_;
+}
+
 void managed_heap::deliver(pending_event& ev) noexcept {
-    if (!ev.any || ev.event.from == ev.event.to) return;
-    for (const auto& [id, f] : *ev.callbacks) f(ev.event);
+    const bool pressure = ev.any && ev.event.from != ev.event.to;
+    if (pressure)
+        for (const auto& [id, f] : *ev.callbacks) f(ev.event);
+    if (ev.observers == nullptr) return;
+    for (const auto& o : *ev.observers) {
+        if (ev.collections != 0) o->on_collected(ev.collected_blocks, ev.collected_bytes, ev.pause);
+        if (ev.allocated) o->on_allocated(ev.block.owner, ev.block.pointer, ev.block.size);
+        else if (ev.block.pointer != nullptr)
+            o->on_deallocated(ev.block.owner, ev.block.pointer, ev.block.size);
+        for (const observed_block& b : ev.freed) o->on_deallocated(b.owner, b.pointer, b.size);
+        if (ev.failed) o->on_out_of_memory(ev.failure);
+        if (pressure) o->on_pressure_changed(ev.event);
+    }
+}
+
+void managed_heap::add_observer(std::shared_ptr<heap_observer> o) {
+    if (o == nullptr) throw std::invalid_argument("memkit::managed_heap: null observer");
+    std::lock_guard lock(mutex_);
+    auto next = std::make_shared<observer_list>(*observers_);
+    next->push_back(std::move(o));
+    observers_ = std::move(next);
+    observing_ = true;
+}
+
+bool managed_heap::remove_observer(const std::shared_ptr<heap_observer>& o) {
+    std::lock_guard lock(mutex_);
+    const auto it = std::find(observers_->begin(), observers_->end(), o);
+    if (it == observers_->end()) return false;
+    auto next = std::make_shared<observer_list>(*observers_);
+    next->erase(next->begin() + (it - observers_->begin()));
+    observing_ = !next->empty();
+    observers_ = std::move(next);
+    return true;
+}
+
+// --- json_lines_observer -------------------------------------------------------------------
+
+void json_lines_observer::emit(const std::string& line) noexcept {
+    try {
+        std::lock_guard lock(mutex_);
+        *out_ << line << '\n';
+    } catch (...) { // NOLINT(bugprone-empty-catch): a failing sink must not stop the heap
+    }
+}
+
+namespace {
+std::string num(std::uint64_t v) { return std::to_string(v); }
+std::string block_line(const char* event, owner_id owner, const void* ptr, std::size_t size) {
+    return std::string("{\"event\":\"") + event + "\",\"owner\":" + num(owner.value) +
+           ",\"address\":" + num(addr(ptr)) + ",\"size\":" + num(size) + "}";
+}
+} // namespace
+
+void json_lines_observer::on_allocated(owner_id owner, void* ptr, std::size_t size) {
+    try { emit(block_line("allocated", owner, ptr, size)); } catch (...) {} // NOLINT
+}
+
+void json_lines_observer::on_deallocated(owner_id owner, void* ptr, std::size_t size) {
+    try { emit(block_line("deallocated", owner, ptr, size)); } catch (...) {} // NOLINT
+}
+
+void json_lines_observer::on_out_of_memory(const heap_out_of_memory_event& d) {
+    try {
+        emit("{\"event\":\"out_of_memory\",\"owner\":" + num(d.owner.value) +
+             ",\"requested\":" + num(d.requested) + ",\"alignment\":" + num(d.alignment) +
+             ",\"reason\":\"" + (d.limit ? "owner_limit" : "capacity") +
+             "\",\"limiting_owner\":" + num(d.limiting_owner.value) +
+             ",\"available\":" + num(d.available) + ",\"used\":" + num(d.used) +
+             ",\"capacity\":" + num(d.capacity) + "}");
+    } catch (...) { // NOLINT
+    }
+}
+
+void json_lines_observer::on_pressure_changed(const heap_pressure_event& e) {
+    try {
+        const bool warning = e.to > e.from && e.to >= pressure_level::high;
+        emit("{\"event\":\"pressure_changed\",\"from\":\"" + std::string(to_string(e.from)) +
+             "\",\"to\":\"" + std::string(to_string(e.to)) + "\",\"heap_bytes\":" +
+             num(e.heap_bytes) + ",\"capacity\":" + num(e.capacity) + ",\"severity\":\"" +
+             (warning ? "warning" : "info") + "\"}");
+    } catch (...) { // NOLINT
+    }
+}
+
+void json_lines_observer::on_collected(std::size_t blocks, std::size_t bytes,
+                                       std::chrono::nanoseconds pause) {
+    try {
+        emit("{\"event\":\"collected\",\"blocks\":" + num(blocks) + ",\"bytes\":" +
+             num(bytes) + ",\"pause_ns\":" +
+             num(static_cast<std::uint64_t>(std::max<std::int64_t>(pause.count(), 0))) + "}");
+    } catch (...) { // NOLINT
+    }
 }
 
 pressure_level managed_heap::level() const {

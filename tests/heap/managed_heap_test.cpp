@@ -9,10 +9,17 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
+#include <memory>
 #include <new>
 #include <random>
+#include <span>
+#include <sstream>
+
 #include <stdexcept>
+#include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -638,6 +645,469 @@ TEST(ManagedHeapCollection, CriticalPressureCollectsTheQuarantine) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Events
+
+// Records every event as a short string, in order.
+class recording_observer final : public memkit::heap_observer {
+public:
+    void on_allocated(owner_id o, void* p, std::size_t size) override {
+        log.push_back("alloc " + std::to_string(o.value) + " " + std::to_string(size));
+        pointers.push_back(p);
+    }
+    void on_deallocated(owner_id o, void* p, std::size_t size) override {
+        log.push_back("free " + std::to_string(o.value) + " " + std::to_string(size));
+        pointers.push_back(p);
+    }
+    void on_out_of_memory(const memkit::heap_out_of_memory_event& d) override {
+        log.push_back(std::string("oom ") + (d.limit ? "limit " : "capacity ") +
+                      std::to_string(d.requested));
+        failures.push_back(d);
+    }
+    void on_pressure_changed(const memkit::heap_pressure_event& e) override {
+        log.push_back("pressure " + std::string(to_string(e.from)) + " " +
+                      std::string(to_string(e.to)));
+    }
+    void on_collected(std::size_t blocks, std::size_t bytes, std::chrono::nanoseconds pause) override {
+        log.push_back("collected " + std::to_string(blocks) + " " + std::to_string(bytes));
+        EXPECT_GE(pause.count(), 0);
+    }
+    std::vector<std::string> log;
+    std::vector<void*> pointers;
+    std::vector<memkit::heap_out_of_memory_event> failures;
+};
+
+TEST(ManagedHeapEvents, ExactEventsInOrderForAScriptedSequence) {
+    managed_heap h{small_heap(MiB)};
+    auto rec = std::make_shared<recording_observer>();
+    auto counts = std::make_shared<memkit::counting_observer>();
+    h.add_observer(rec);
+    h.add_observer(counts);
+    const owner_id o = h.create_owner("o");
+    const owner_id lim = h.create_owner("lim", 250);
+    const std::string os = std::to_string(o.value), ls = std::to_string(lim.value);
+
+    void* a = h.allocate(100, o);
+    void* b = h.allocate(200, o);
+    EXPECT_EQ(h.try_allocate(300, lim), nullptr);                 // the owner's limit
+    EXPECT_THROW((void)h.allocate(300, lim), memkit::owner_limit_exceeded);
+    EXPECT_EQ(h.try_allocate(2 * MiB, o), nullptr);               // the capacity
+    EXPECT_THROW((void)h.allocate(2 * MiB, o), memkit::out_of_memory);
+    h.deallocate(a);
+    void* p = h.allocate(900 * KiB, o);                           // low -> high: the warning
+    h.deallocate(p);                                              // high -> low
+    EXPECT_EQ(h.free_owner(o), 200u);                             // b
+    EXPECT_THROW(h.deallocate(b), memkit::invalid_address);      // no event for a refused free
+    h.deallocate(nullptr);                                        // nor for nullptr
+
+    const std::vector<std::string> want = {
+        "alloc " + os + " 100",       "alloc " + os + " 200",
+        "oom limit 300",              "oom limit 300",
+        "oom capacity 2097152",       "oom capacity 2097152",
+        "free " + os + " 100",        "alloc " + os + " 921600",
+        "pressure low high",          "free " + os + " 921600",
+        "pressure high low",          "free " + os + " 200"};
+    EXPECT_EQ(rec->log, want);
+    ASSERT_EQ(rec->pointers.size(), 6u);
+    EXPECT_EQ(rec->pointers[0], a);
+    EXPECT_EQ(rec->pointers[1], b);
+    EXPECT_EQ(rec->pointers[2], a);
+    EXPECT_EQ(rec->pointers[3], p);
+    EXPECT_EQ(rec->pointers[5], b);
+
+    ASSERT_EQ(rec->failures.size(), 4u);
+    const auto& f = rec->failures[0];
+    EXPECT_EQ(f.owner, lim);
+    EXPECT_EQ(f.limiting_owner, lim);
+    EXPECT_EQ(f.requested, 300u);
+    EXPECT_EQ(f.alignment, alignof(std::max_align_t));
+    EXPECT_EQ(f.available, 250u);
+    EXPECT_EQ(f.used, 0u);
+    EXPECT_EQ(f.capacity, 250u);
+    const auto& c = rec->failures[2];
+    EXPECT_FALSE(c.limit);
+    EXPECT_EQ(c.owner, o);
+    EXPECT_EQ(c.requested, 2 * MiB);
+    EXPECT_EQ(c.capacity, MiB);
+    EXPECT_LT(c.available, MiB);
+
+    EXPECT_EQ(counts->allocated(), 3u);
+    EXPECT_EQ(counts->allocated_bytes(), 100u + 200u + 900 * KiB);
+    EXPECT_EQ(counts->deallocated(), 3u);
+    EXPECT_EQ(counts->deallocated_bytes(), 100u + 200u + 900 * KiB);
+    EXPECT_EQ(counts->out_of_memory(), 4u);
+    EXPECT_EQ(counts->pressure_changed(), 2u);
+    EXPECT_EQ(counts->warnings(), 1u);
+    EXPECT_EQ(counts->collected(), 0u);
+    expect_empty(h);
+}
+
+TEST(ManagedHeapEvents, FreeOwnerReportsEveryBlockOfTheSubtree) {
+    managed_heap h{small_heap(MiB)};
+    auto rec = std::make_shared<recording_observer>();
+    h.add_observer(rec);
+    const owner_id parent = h.create_owner("parent");
+    const owner_id child = h.create_owner("child", managed_heap::unlimited, parent);
+    (void)h.allocate(10, parent);
+    (void)h.allocate(20, child);
+    (void)h.allocate(30, child);
+    rec->log.clear();
+    EXPECT_EQ(h.free_owner(parent), 60u);
+    const std::string ps = std::to_string(parent.value), cs = std::to_string(child.value);
+    // The owner's blocks first, then its descendants', each owner's most recent first.
+    EXPECT_EQ(rec->log, (std::vector<std::string>{"free " + ps + " 10", "free " + cs + " 30",
+                                                   "free " + cs + " 20"}));
+    expect_empty(h);
+}
+
+TEST(ManagedHeapEvents, CollectionsAreReported) {
+    managed_heap_options opts = small_heap(MiB);
+    opts.defer_frees = true;
+    managed_heap h{opts};
+    auto rec = std::make_shared<recording_observer>();
+    h.add_observer(rec);
+    void* x = h.allocate(64);
+    void* y = h.allocate(32);
+    h.deallocate(x); // reported now: the owner stops counting it
+    h.deallocate(y);
+    const owner_id r = h.create_owner("request");
+    (void)h.allocate(16, r);
+    h.retire_owner(r);
+    EXPECT_EQ(h.collect().blocks, 3u); // the quarantine and the retired owner's block
+    EXPECT_EQ(h.collect().blocks, 0u); // nothing freed: no event
+    const std::string rs = std::to_string(r.value);
+    EXPECT_EQ(rec->log, (std::vector<std::string>{"alloc 0 64", "alloc 0 32", "free 0 64",
+                                                   "free 0 32", "alloc " + rs + " 16",
+                                                   "collected 3 112"}));
+    // An incremental collection reports each batch of 32.
+    rec->log.clear();
+    for (int i = 0; i < 40; ++i) h.deallocate(h.allocate(8));
+    rec->log.clear();
+    const auto res = h.collect(std::chrono::hours(1));
+    EXPECT_EQ(res.blocks, 40u);
+    EXPECT_EQ(rec->log, (std::vector<std::string>{"collected 32 256", "collected 8 64"}));
+    expect_empty(h);
+}
+
+TEST(ManagedHeapEvents, HighPressureWarningReachesObserversAndCallbacksFirst) {
+    managed_heap h{small_heap(MiB)};
+    std::vector<std::string> order;
+    h.on_pressure_change([&](const memkit::heap_pressure_event&) { order.push_back("callback"); });
+    struct obs final : memkit::heap_observer {
+        std::vector<std::string>* order;
+        std::vector<memkit::heap_pressure_event> events;
+        explicit obs(std::vector<std::string>* o) : order(o) {}
+        void on_pressure_changed(const memkit::heap_pressure_event& e) override {
+            order->push_back("observer");
+            events.push_back(e);
+        }
+    };
+    auto o = std::make_shared<obs>(&order);
+    h.add_observer(o);
+    void* p = h.allocate(990 * KiB); // straight to critical: one event
+    ASSERT_EQ(o->events.size(), 1u);
+    EXPECT_EQ(o->events[0].from, pressure_level::low);
+    EXPECT_EQ(o->events[0].to, pressure_level::critical);
+    EXPECT_EQ(o->events[0].heap_bytes, h.heap_bytes());
+    EXPECT_EQ(o->events[0].capacity, MiB);
+    EXPECT_EQ(order, (std::vector<std::string>{"callback", "observer"}));
+    h.deallocate(p);
+    ASSERT_EQ(o->events.size(), 2u);
+    EXPECT_EQ(o->events[1].to, pressure_level::low);
+}
+
+TEST(ManagedHeapEvents, RemovalAndTheNoObserverPath) {
+    managed_heap h{small_heap(MiB)};
+    auto counts = std::make_shared<memkit::counting_observer>();
+    EXPECT_THROW(h.add_observer(nullptr), std::invalid_argument);
+    EXPECT_FALSE(h.remove_observer(counts));
+    h.add_observer(counts);
+    h.deallocate(h.allocate(10));
+    EXPECT_TRUE(h.remove_observer(counts));
+    EXPECT_FALSE(h.remove_observer(counts));
+    // Without observers everything behaves as before and nothing is reported.
+    void* p = h.allocate(20);
+    EXPECT_EQ(h.try_allocate(2 * MiB), nullptr);
+    h.deallocate(p);
+    (void)h.allocate(900 * KiB);
+    EXPECT_EQ(h.free_owner(owner_id{}), 900 * KiB);
+    EXPECT_EQ(counts->allocated(), 1u);
+    EXPECT_EQ(counts->deallocated(), 1u);
+    EXPECT_EQ(counts->out_of_memory(), 0u);
+    EXPECT_EQ(counts->pressure_changed(), 0u);
+    const auto s = h.snapshot();
+    EXPECT_EQ(s.allocations, 3u);
+    EXPECT_EQ(s.deallocations, 3u);
+    EXPECT_EQ(s.failed_allocations, 1u);
+    expect_empty(h);
+    // The same observer twice is told twice; removing it removes one registration.
+    h.add_observer(counts);
+    h.add_observer(counts);
+    h.deallocate(h.allocate(10));
+    EXPECT_EQ(counts->allocated(), 3u);
+    EXPECT_TRUE(h.remove_observer(counts));
+    h.deallocate(h.allocate(10));
+    EXPECT_EQ(counts->allocated(), 4u);
+}
+
+TEST(ManagedHeapEvents, ObserversMayCallTheHeap) {
+    managed_heap h{small_heap(MiB)};
+    struct reentrant final : memkit::heap_observer {
+        managed_heap* heap;
+        std::vector<std::size_t> used;
+        explicit reentrant(managed_heap* hp) : heap(hp) {}
+        void on_allocated(owner_id, void*, std::size_t) override { used.push_back(heap->used()); }
+        void on_deallocated(owner_id, void*, std::size_t) override {
+            used.push_back(heap->used());
+        }
+    };
+    auto o = std::make_shared<reentrant>(&h);
+    h.add_observer(o);
+    void* p = h.allocate(100);
+    h.deallocate(p);
+    EXPECT_EQ(o->used, (std::vector<std::size_t>{100, 0}));
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) out.push_back(line);
+    return out;
+}
+
+TEST(ManagedHeapEvents, JsonLinesHaveOneObjectPerEvent) {
+    managed_heap_options opts = small_heap(MiB);
+    opts.defer_frees = true;
+    managed_heap h{opts};
+    std::ostringstream out;
+    h.add_observer(std::make_shared<memkit::json_lines_observer>(out));
+    const owner_id lim = h.create_owner("lim", 50);
+    void* p = h.allocate(100);
+    EXPECT_EQ(h.try_allocate(60, lim), nullptr);
+    h.deallocate(p);
+    (void)h.collect();
+    void* big = h.allocate(900 * KiB);
+    h.deallocate(big);
+    (void)h.collect();
+    const auto lines = lines_of(out.str());
+    ASSERT_EQ(lines.size(), 9u) << out.str();
+    for (const auto& l : lines) {
+        ASSERT_FALSE(l.empty());
+        EXPECT_EQ(l.front(), '{') << l;
+        EXPECT_EQ(l.back(), '}') << l;
+        EXPECT_EQ(l.find('\n'), std::string::npos);
+        EXPECT_EQ(std::count(l.begin(), l.end(), '{'), 1) << l;
+    }
+    const std::string addr = std::to_string(reinterpret_cast<std::uintptr_t>(p));
+    EXPECT_EQ(lines[0], "{\"event\":\"allocated\",\"owner\":0,\"address\":" + addr +
+                            ",\"size\":100}");
+    EXPECT_EQ(lines[1].rfind("{\"event\":\"out_of_memory\",\"owner\":" +
+                                 std::to_string(lim.value) +
+                                 ",\"requested\":60,\"alignment\":16,\"reason\":\"owner_limit\","
+                                 "\"limiting_owner\":" + std::to_string(lim.value) +
+                                 ",\"available\":50,\"used\":0,\"capacity\":50}",
+                             0),
+              0u)
+        << lines[1];
+    EXPECT_EQ(lines[2], "{\"event\":\"deallocated\",\"owner\":0,\"address\":" + addr +
+                            ",\"size\":100}");
+    EXPECT_EQ(lines[3].rfind("{\"event\":\"collected\",\"blocks\":1,\"bytes\":100,\"pause_ns\":", 0),
+              0u)
+        << lines[3];
+    EXPECT_NE(lines[4].find("\"event\":\"allocated\""), std::string::npos);
+    EXPECT_NE(lines[4].find("\"size\":921600}"), std::string::npos);
+    EXPECT_NE(lines[5].find("{\"event\":\"pressure_changed\",\"from\":\"low\",\"to\":\"high\","
+                            "\"heap_bytes\":"),
+              std::string::npos)
+        << lines[5];
+    EXPECT_NE(lines[5].find(",\"capacity\":1048576,\"severity\":\"warning\"}"), std::string::npos)
+        << lines[5];
+    EXPECT_NE(lines[6].find("\"event\":\"deallocated\""), std::string::npos);
+    // The deferred block still counted in heap_bytes until collected: the drop comes after.
+    EXPECT_NE(lines[7].find("\"event\":\"collected\",\"blocks\":1,\"bytes\":921600"),
+              std::string::npos)
+        << lines[7];
+    EXPECT_EQ(lines[8], "{\"event\":\"pressure_changed\",\"from\":\"high\",\"to\":\"low\","
+                        "\"heap_bytes\":0,\"capacity\":1048576,\"severity\":\"info\"}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// heap_guard
+
+TEST(ManagedHeapGuard, FreesOnDestruction) {
+    managed_heap h{small_heap(MiB)};
+    const owner_id o = h.create_owner("g", 1000);
+    {
+        managed_heap::guard g = h.allocate_guarded(300, o);
+        ASSERT_NE(g.get(), nullptr);
+        EXPECT_TRUE(static_cast<bool>(g));
+        EXPECT_EQ(g.size(), 300u);
+        EXPECT_EQ(managed_heap::size_of(g.get()), 300u);
+        EXPECT_EQ(h.owner_of(g.get()), o);
+        EXPECT_EQ(h.owner_usage(o), 300u);
+        memkit::heap_guard g2{h, 64};
+        EXPECT_EQ(h.owner_usage(owner_id{}), 64u);
+        EXPECT_EQ(reinterpret_cast<std::uintptr_t>(memkit::heap_guard{h, 8, o, 256}.get()) % 256,
+                  0u);
+    }
+    expect_empty(h);
+    // A refused allocation throws and leaves nothing behind.
+    EXPECT_THROW(memkit::heap_guard(h, 2000, o), memkit::owner_limit_exceeded);
+    EXPECT_THROW((void)h.allocate_guarded(0, o), memkit::bad_size);
+    expect_empty(h);
+    const memkit::heap_guard empty;
+    EXPECT_EQ(empty.get(), nullptr);
+    EXPECT_EQ(empty.size(), 0u);
+}
+
+TEST(ManagedHeapGuard, MoveTransfersOwnership) {
+    static_assert(!std::is_copy_constructible_v<memkit::heap_guard>);
+    static_assert(!std::is_copy_assignable_v<memkit::heap_guard>);
+    static_assert(std::is_nothrow_move_constructible_v<memkit::heap_guard>);
+    static_assert(std::is_nothrow_move_assignable_v<memkit::heap_guard>);
+    managed_heap h{small_heap(MiB)};
+    memkit::heap_guard a{h, 100};
+    void* const pa = a.get();
+    memkit::heap_guard b{std::move(a)};
+    EXPECT_EQ(a.get(), nullptr); // NOLINT(bugprone-use-after-move): moved-from is empty
+    EXPECT_EQ(a.size(), 0u);     // NOLINT(bugprone-use-after-move)
+    EXPECT_EQ(b.get(), pa);
+    EXPECT_EQ(b.size(), 100u);
+    EXPECT_EQ(h.block_count(), 1u);
+    memkit::heap_guard c{h, 200};
+    c = std::move(b); // frees c's block
+    EXPECT_EQ(c.get(), pa);
+    EXPECT_EQ(h.block_count(), 1u);
+    EXPECT_EQ(h.used(), 100u);
+    auto& self = c;
+    c = std::move(self);
+    EXPECT_EQ(c.get(), pa);
+    std::vector<memkit::heap_guard> v;
+    for (int i = 0; i < 20; ++i) v.emplace_back(h, 10); // moves on growth
+    EXPECT_EQ(h.block_count(), 21u);
+    v.clear();
+    c.reset();
+    EXPECT_EQ(c.get(), nullptr);
+    expect_empty(h);
+}
+
+TEST(ManagedHeapGuard, ReleaseGivesUpOwnership) {
+    managed_heap h{small_heap(MiB)};
+    void* p = nullptr;
+    {
+        memkit::heap_guard g = h.allocate_guarded(50);
+        p = g.release();
+        EXPECT_EQ(g.get(), nullptr);
+        EXPECT_EQ(g.size(), 0u);
+    }
+    EXPECT_EQ(h.used(), 50u);
+    h.deallocate(p);
+    expect_empty(h);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bounds-checked read / write
+
+std::vector<std::byte> bytes(std::size_t n, unsigned seed) {
+    std::vector<std::byte> v(n);
+    for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::byte>((i * 31 + seed) & 0xff);
+    return v;
+}
+
+TEST(ManagedHeapAccess, InBoundsRoundTrip) {
+    managed_heap h{small_heap(MiB)};
+    constexpr std::size_t n = 100;
+    void* p = h.allocate(n);
+    const auto in = bytes(n, 7);
+    h.write(p, 0, in);
+    EXPECT_EQ(std::memcmp(p, in.data(), n), 0);
+    std::vector<std::byte> out(n);
+    h.read(p, 0, out);
+    EXPECT_EQ(out, in);
+    // A piece in the middle, and ranges that end exactly at the end.
+    const auto mid = bytes(10, 99);
+    h.write(p, 45, mid);
+    std::vector<std::byte> got(10);
+    h.read(p, 45, got);
+    EXPECT_EQ(got, mid);
+    std::vector<std::byte> tail(4);
+    h.read(p, n - 4, tail);
+    EXPECT_EQ(tail, std::vector<std::byte>(in.end() - 4, in.end()));
+    h.write(p, n - 4, std::span<const std::byte>(mid).first(4));
+    h.read(p, n - 4, tail);
+    EXPECT_EQ(tail, std::vector<std::byte>(mid.begin(), mid.begin() + 4));
+    h.read(p, n, std::span<std::byte>{});  // empty at the end: fine
+    h.write(p, n, std::span<const std::byte>{});
+    h.read(p, 0, std::span<std::byte>(out)); // the whole block
+    EXPECT_EQ(std::memcmp(out.data(), p, n), 0);
+    h.deallocate(p);
+    expect_empty(h);
+}
+
+TEST(ManagedHeapAccess, OutOfBoundsThrowsAndTouchesNothing) {
+    managed_heap h{small_heap(MiB)};
+    constexpr std::size_t n = 64;
+    void* p = h.allocate(n);
+    const auto in = bytes(n, 3);
+    h.write(p, 0, in);
+    std::vector<std::byte> buf(n + 1, std::byte{0x5a});
+    const std::vector<std::byte> untouched = buf;
+    auto check = [&](std::size_t offset, std::size_t len) {
+        SCOPED_TRACE(testing::Message() << "offset " << offset << " length " << len);
+        try {
+            h.read(p, offset, std::span<std::byte>(buf).first(len));
+            ADD_FAILURE() << "read did not throw";
+        } catch (const memkit::protection_violation& e) {
+            EXPECT_EQ(e.address(), p);
+            EXPECT_EQ(e.offset(), offset);
+            EXPECT_EQ(e.length(), len);
+            EXPECT_EQ(e.block_size(), n);
+            const std::out_of_range& base = e; // what callers of std containers catch
+            EXPECT_NE(std::string(base.what()).find("outside the block"), std::string::npos);
+        }
+        EXPECT_EQ(buf, untouched);
+        EXPECT_THROW(h.write(p, offset, std::span<const std::byte>(buf).first(len)),
+                     memkit::protection_violation);
+        EXPECT_EQ(std::memcmp(p, in.data(), n), 0); // the block is unchanged
+    };
+    check(n + 1, 0);      // offset past the end, nothing to copy
+    check(n, 1);          // starts exactly at the end
+    check(n - 3, 4);      // one byte too many
+    check(0, n + 1);      // longer than the block
+    check(1, n);          // the whole size but shifted by one
+    constexpr std::size_t max = std::numeric_limits<std::size_t>::max();
+    check(max, 2);        // offset + length wraps to 1
+    check(max - 2, 4);    // offset + length wraps to 1
+    check(max - n + 1, n); // offset + length wraps to 0
+    h.deallocate(p);
+    expect_empty(h);
+}
+
+TEST(ManagedHeapAccess, PointerMustBeTheStartOfALiveBlock) {
+    managed_heap h{small_heap(MiB)};
+    void* p = h.allocate(64);
+    std::vector<std::byte> buf(4);
+    auto code_of = [&](const void* q) {
+        try {
+            h.read(q, 0, buf);
+        } catch (const memkit::invalid_address& e) {
+            EXPECT_EQ(e.address(), q);
+            return e.code();
+        }
+        return std::error_code{};
+    };
+    alignas(64) std::byte outside[64] = {};
+    EXPECT_EQ(code_of(outside), memkit::errc::not_owned);
+    EXPECT_EQ(code_of(nullptr), memkit::errc::not_owned);
+    EXPECT_EQ(code_of(static_cast<std::byte*>(p) + 16), memkit::errc::not_owned); // interior
+    EXPECT_EQ(code_of(static_cast<std::byte*>(p) + 1), memkit::errc::not_owned);
+    EXPECT_THROW(h.write(outside, 0, buf), memkit::invalid_address);
+    h.deallocate(p);
+    EXPECT_EQ(code_of(p), memkit::errc::not_owned); // freed
+    EXPECT_THROW(h.write(p, 0, buf), memkit::invalid_address);
+    expect_empty(h);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Concurrency (run under ThreadSanitizer)
 
 TEST(ManagedHeapConcurrency, EightThreadsMixedOwners) {
@@ -744,6 +1214,52 @@ TEST(ManagedHeapConcurrency, DeferredFreesWithAConcurrentCollector) {
     collector.join();
     (void)h.collect();
     EXPECT_EQ(h.snapshot().owners, 1u);
+    expect_empty(h);
+}
+
+TEST(ManagedHeapConcurrency, ObserversWithConcurrentAllocationsAndRegistration) {
+    managed_heap h{small_heap(64 * MiB)};
+    auto counts = std::make_shared<memkit::counting_observer>();
+    std::ostringstream json;
+    auto lines = std::make_shared<memkit::json_lines_observer>(json);
+    h.add_observer(counts);
+    h.add_observer(lines);
+    constexpr int threads = 4, ops = 2000;
+    std::atomic<bool> stop{false};
+    std::thread churn([&] { // registers and removes another observer all the time
+        auto other = std::make_shared<memkit::counting_observer>();
+        while (!stop.load()) {
+            h.add_observer(other);
+            EXPECT_TRUE(h.remove_observer(other));
+        }
+    });
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+        pool.emplace_back([&, t] {
+            const owner_id o = h.create_owner("t" + std::to_string(t));
+            std::vector<void*> mine;
+            for (int i = 0; i < ops; ++i) {
+                mine.push_back(h.allocate(static_cast<std::size_t>(16 + (i % 7) * 8), o));
+                if (i % 3 == 2) {
+                    h.deallocate(mine.back());
+                    mine.pop_back();
+                }
+                if (i % 500 == 499) {
+                    memkit::heap_guard g{h, 32, o};
+                    h.write(g.get(), 0, std::as_bytes(std::span<const int>(&i, 1)));
+                }
+            }
+            (void)h.free_owner(o);
+        });
+    }
+    for (auto& th : pool) th.join();
+    stop = true;
+    churn.join();
+    constexpr std::uint64_t allocations = std::uint64_t{threads} * (ops + ops / 500);
+    EXPECT_EQ(counts->allocated(), allocations);
+    EXPECT_EQ(counts->deallocated(), allocations);
+    EXPECT_EQ(counts->allocated_bytes(), counts->deallocated_bytes());
+    EXPECT_EQ(lines_of(json.str()).size(), 2 * allocations);
     expect_empty(h);
 }
 

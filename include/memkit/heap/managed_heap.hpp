@@ -67,6 +67,31 @@
 // atomic counters (redundant under the lock, but shared with memory_budget's callbacks and
 // limits) are most of it.
 //
+// Events. An observer (a class derived from `heap_observer`, registered with add_observer) is told
+// of every block allocated (on_allocated) and freed (on_deallocated: by deallocate, or one call
+// per block by free_owner; with defer_frees at the free, when the owner stops counting it), of
+// every refused allocation (on_out_of_memory, also for try_allocate; `limit` says whether an
+// owner's limit or the capacity refused), of every pressure change (on_pressure_changed, with the
+// same event as the callbacks: a rise to high or critical is the heap's warning) and of every
+// collection that freed something (on_collected: blocks, requested bytes and how long the heap's
+// lock was held for it; collect(budget) reports each batch; the blocks of retired owners that a
+// collection frees are reported there, not one by one through on_deallocated). Observers run on
+// the calling thread after the heap's lock has been released, so they may call the heap; within
+// one call the order is on_collected, on_allocated / on_deallocated, on_out_of_memory,
+// on_pressure_changed (after the pressure callbacks); events of different threads may arrive in
+// either order (an on_deallocated may even precede the on_allocated of the same block). An
+// observer must not throw (events are delivered from noexcept code). A removed observer may still
+// receive the events of calls that were in flight when it was removed. With no observer
+// registered the cost is one predictable branch on a bool read under the lock.
+// counting_observer counts the events; json_lines_observer writes each as one JSON line.
+//
+// Guards and checked access. `heap_guard` (managed_heap::guard, from allocate_guarded) owns one
+// block and frees it when destroyed. read(p, offset, out) / write(p, offset, in) copy bytes from /
+// into the live block that starts at `p` after checking [offset, offset + size) against the
+// block's requested size: a range outside it throws protection_violation and touches nothing.
+// They hold the heap's lock while copying, so a concurrent deallocate cannot free the block
+// under them.
+//
 // Thread-safety: every member may be called concurrently from any thread. This first version
 // keeps one mutex around the tlsf heap and the owner table (held for the O(1) work of an
 // allocation or a free; never held while a pressure callback runs); a sharded design with
@@ -88,21 +113,27 @@
 //    errc::not_owned; of a block already freed, invalid_address with errc::double_free (a freed
 //    block whose memory was handed out again may go unnoticed, as in any heap). The heap is then
 //    unchanged. deallocate(nullptr) does nothing.
+//  * read / write of a pointer that is not the start of a live block of this heap throw
+//    invalid_address (errc::not_owned); of a range outside the block, protection_violation.
 //  * validate() throws corruption_detected at the first inconsistency of the tlsf heap, an owner
 //    list (a broken link, a header whose canary, owner or size is wrong) or the counters.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "memkit/alloc/tlsf.hpp"
@@ -151,6 +182,25 @@ private:
     errc code_;
 };
 
+/// Thrown by managed_heap::read / write for a range outside the block: nothing was copied.
+class protection_violation : public std::out_of_range {
+public:
+    protection_violation(const void* address, std::size_t offset, std::size_t length,
+                         std::size_t block_size)
+        : std::out_of_range("memkit::managed_heap: access outside the block"),
+          address_(address), offset_(offset), length_(length), block_size_(block_size) {}
+    /// The start of the block.
+    [[nodiscard]] const void* address() const noexcept { return address_; }
+    [[nodiscard]] std::size_t offset() const noexcept { return offset_; }
+    [[nodiscard]] std::size_t length() const noexcept { return length_; }
+    /// The block's requested size.
+    [[nodiscard]] std::size_t block_size() const noexcept { return block_size_; }
+
+private:
+    const void* address_;
+    std::size_t offset_, length_, block_size_;
+};
+
 struct managed_heap_options {
     std::size_t capacity = std::size_t{1} << 30;   ///< bytes taken from the system at most
     std::size_t region_size = std::size_t{1} << 20; ///< smallest region taken when growing
@@ -174,6 +224,160 @@ struct heap_pressure_event {
     pressure_level to;
     std::size_t heap_bytes; ///< heap_bytes() when the change was found
     std::size_t capacity;
+};
+
+/// A refused allocation (heap_observer::on_out_of_memory): the details of the exception that
+/// allocate throws, also for try_allocate.
+struct heap_out_of_memory_event {
+    owner_id owner;          ///< the owner asked for
+    std::size_t requested;   ///< the requested size
+    std::size_t alignment;
+    bool limit;              ///< true: an owner's limit refused; false: the capacity
+    owner_id limiting_owner; ///< limit: the owner whose limit refused (owner or an ancestor)
+    std::size_t available;   ///< limit: that owner's remaining bytes; else the largest request
+                             ///< that could still succeed
+    std::size_t used;        ///< limit: that owner's usage; else heap_bytes()
+    std::size_t capacity;    ///< limit: that owner's limit; else the configured capacity
+};
+
+/// Receives a managed_heap's events (add_observer). Every member does nothing by default; see
+/// "Events" in the header comment for when they are called. Members must not throw.
+class heap_observer {
+public:
+    virtual ~heap_observer() = default;
+    virtual void on_allocated(owner_id /*owner*/, void* /*ptr*/, std::size_t /*size*/) {}
+    virtual void on_deallocated(owner_id /*owner*/, void* /*ptr*/, std::size_t /*size*/) {}
+    virtual void on_out_of_memory(const heap_out_of_memory_event& /*details*/) {}
+    /// A rise to high or critical is the heap's warning that it is close to full.
+    virtual void on_pressure_changed(const heap_pressure_event& /*event*/) {}
+    /// `pause`: how long the heap's lock was held for this collection.
+    virtual void on_collected(std::size_t /*blocks*/, std::size_t /*bytes*/,
+                              std::chrono::nanoseconds /*pause*/) {}
+
+protected:
+    heap_observer() = default;
+    heap_observer(const heap_observer&) = default;
+    heap_observer& operator=(const heap_observer&) = default;
+};
+
+/// Counts a managed_heap's events (relaxed atomic counters; safe to read at any time).
+class counting_observer final : public heap_observer {
+public:
+    void on_allocated(owner_id, void*, std::size_t size) override {
+        allocated_.fetch_add(1, std::memory_order_relaxed);
+        allocated_bytes_.fetch_add(size, std::memory_order_relaxed);
+    }
+    void on_deallocated(owner_id, void*, std::size_t size) override {
+        deallocated_.fetch_add(1, std::memory_order_relaxed);
+        deallocated_bytes_.fetch_add(size, std::memory_order_relaxed);
+    }
+    void on_out_of_memory(const heap_out_of_memory_event&) override {
+        out_of_memory_.fetch_add(1, std::memory_order_relaxed);
+    }
+    void on_pressure_changed(const heap_pressure_event& e) override {
+        pressure_changed_.fetch_add(1, std::memory_order_relaxed);
+        if (e.to > e.from && e.to >= pressure_level::high)
+            warnings_.fetch_add(1, std::memory_order_relaxed);
+    }
+    void on_collected(std::size_t, std::size_t, std::chrono::nanoseconds) override {
+        collected_.fetch_add(1, std::memory_order_relaxed);
+    }
+    [[nodiscard]] std::uint64_t allocated() const noexcept { return load(allocated_); }
+    [[nodiscard]] std::uint64_t allocated_bytes() const noexcept { return load(allocated_bytes_); }
+    [[nodiscard]] std::uint64_t deallocated() const noexcept { return load(deallocated_); }
+    [[nodiscard]] std::uint64_t deallocated_bytes() const noexcept {
+        return load(deallocated_bytes_);
+    }
+    [[nodiscard]] std::uint64_t out_of_memory() const noexcept { return load(out_of_memory_); }
+    [[nodiscard]] std::uint64_t pressure_changed() const noexcept {
+        return load(pressure_changed_);
+    }
+    /// Pressure changes that rose to high or critical.
+    [[nodiscard]] std::uint64_t warnings() const noexcept { return load(warnings_); }
+    [[nodiscard]] std::uint64_t collected() const noexcept { return load(collected_); }
+
+private:
+    static std::uint64_t load(const std::atomic<std::uint64_t>& a) noexcept {
+        return a.load(std::memory_order_relaxed);
+    }
+    std::atomic<std::uint64_t> allocated_{0}, allocated_bytes_{0}, deallocated_{0},
+        deallocated_bytes_{0}, out_of_memory_{0}, pressure_changed_{0}, warnings_{0},
+        collected_{0};
+};
+
+/// Writes each event as one JSON object on its own line to a std::ostream (which must outlive
+/// the observer); a mutex keeps lines whole when threads report at once. Numbers are written as
+/// decimal integers (addresses and owner ids included), levels as "low" ... "critical":
+///   {"event":"allocated","owner":0,"address":140123,"size":100}
+///   {"event":"deallocated","owner":0,"address":140123,"size":100}
+///   {"event":"out_of_memory","owner":4294967297,"requested":4096,"alignment":16,
+///    "reason":"owner_limit","limiting_owner":1,"available":100,"used":900,"capacity":1000}
+///   {"event":"pressure_changed","from":"low","to":"high","heap_bytes":850000,
+///    "capacity":1000000,"severity":"warning"}     (severity "info" unless it rose to >= high)
+///   {"event":"collected","blocks":32,"bytes":4096,"pause_ns":1500}
+/// A failing stream is not reported (events are delivered from noexcept code).
+class json_lines_observer final : public heap_observer {
+public:
+    explicit json_lines_observer(std::ostream& out) noexcept : out_(&out) {}
+    void on_allocated(owner_id owner, void* ptr, std::size_t size) override;
+    void on_deallocated(owner_id owner, void* ptr, std::size_t size) override;
+    void on_out_of_memory(const heap_out_of_memory_event& details) override;
+    void on_pressure_changed(const heap_pressure_event& event) override;
+    void on_collected(std::size_t blocks, std::size_t bytes,
+                      std::chrono::nanoseconds pause) override;
+
+private:
+    void emit(const std::string& line) noexcept;
+    std::ostream* out_;
+    std::mutex mutex_;
+};
+
+class managed_heap;
+
+/// Owns one block of a managed_heap and frees it when destroyed (unless released). Move-only.
+/// The heap must outlive the guard, and the block must not be freed by other means (deallocate,
+/// free_owner) while the guard owns it: release() it first. Not thread-safe itself (like any
+/// object), while the heap it refers to is.
+class heap_guard {
+public:
+    heap_guard() noexcept = default;
+    /// Allocates `size` bytes for `owner`; throws as managed_heap::allocate.
+    heap_guard(managed_heap& heap, std::size_t size, owner_id owner = {},
+               std::size_t align = alignof(std::max_align_t));
+    heap_guard(heap_guard&& other) noexcept
+        : heap_(std::exchange(other.heap_, nullptr)), ptr_(std::exchange(other.ptr_, nullptr)),
+          size_(std::exchange(other.size_, 0)) {}
+    heap_guard& operator=(heap_guard&& other) noexcept {
+        if (this != &other) {
+            reset();
+            heap_ = std::exchange(other.heap_, nullptr);
+            ptr_ = std::exchange(other.ptr_, nullptr);
+            size_ = std::exchange(other.size_, 0);
+        }
+        return *this;
+    }
+    heap_guard(const heap_guard&) = delete;
+    heap_guard& operator=(const heap_guard&) = delete;
+    ~heap_guard() { reset(); }
+
+    /// The block (nullptr when empty: default-constructed, moved from or released).
+    [[nodiscard]] void* get() const noexcept { return ptr_; }
+    /// The block's requested size (0 when empty).
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+    [[nodiscard]] explicit operator bool() const noexcept { return ptr_ != nullptr; }
+    /// Gives up ownership: returns the block, which the caller must now free; the guard is empty.
+    [[nodiscard]] void* release() noexcept {
+        heap_ = nullptr;
+        size_ = 0;
+        return std::exchange(ptr_, nullptr);
+    }
+    /// Frees the block now (if any); the guard is empty.
+    void reset() noexcept;
+
+private:
+    managed_heap* heap_ = nullptr;
+    void* ptr_ = nullptr;
+    std::size_t size_ = 0;
 };
 
 /// One block of an owner (owner_allocations).
@@ -219,6 +423,7 @@ public:
     static constexpr const char* name = "memkit::managed_heap";
     static constexpr std::size_t unlimited = memory_budget::unlimited;
     using pressure_callback = std::function<void(const heap_pressure_event&)>;
+    using guard = heap_guard;
 
     /// Takes a first region of min(region_size, capacity) bytes. Throws std::invalid_argument for
     /// invalid thresholds or hysteresis, bad_size for a capacity too small for one region.
@@ -241,6 +446,15 @@ public:
     /// True if `p` lies in one of the heap's regions; true for every payload it hands out.
     [[nodiscard]] bool owns(const void* p) const;
     [[nodiscard]] static constexpr std::size_t max_size() noexcept { return std::size_t{1} << 39; }
+    /// A block owned by the returned guard; throws as allocate.
+    [[nodiscard]] guard allocate_guarded(std::size_t size, owner_id owner = {},
+                                         std::size_t align = alignof(std::max_align_t));
+    /// Copies out.size() bytes from offset `offset` of the live block that starts at `p` into
+    /// `out`. Throws invalid_address (p is not such a block) or protection_violation (the range
+    /// is not inside the block's requested size); nothing is copied then.
+    void read(const void* p, std::size_t offset, std::span<std::byte> out) const;
+    /// Copies `in` into the block at `p` from offset `offset`; throws as read.
+    void write(void* p, std::size_t offset, std::span<const std::byte> in);
 
     // --- owners ---------------------------------------------------------------------------
     owner_id create_owner(std::string_view owner_name, std::size_t limit = unlimited,
@@ -262,6 +476,12 @@ public:
     /// Registers `f` for every later level change; returns an id for remove_callback.
     std::uint64_t on_pressure_change(pressure_callback f);
     bool remove_callback(std::uint64_t id);
+
+    // --- events ---------------------------------------------------------------------------
+    /// Registers `o` for every later event (see "Events"). Throws std::invalid_argument for null.
+    void add_observer(std::shared_ptr<heap_observer> o);
+    /// Unregisters `o`; false if it was not registered.
+    bool remove_observer(const std::shared_ptr<heap_observer>& o);
 
     // --- collection ---------------------------------------------------------------------
     /// True when the quarantine holds collect_threshold blocks or more, or a retired owner
@@ -289,23 +509,42 @@ public:
 private:
     struct owner_rec;
     struct header;
+    using observer_list = std::vector<std::shared_ptr<heap_observer>>;
+    struct observed_block {
+        owner_id owner;
+        void* pointer;
+        std::size_t size;
+    };
     struct pending_event {
-        bool any = false;
+        bool any = false; // a pressure change
         heap_pressure_event event{};
         std::shared_ptr<const std::vector<std::pair<std::uint64_t, pressure_callback>>> callbacks;
+        // Set, with what follows, only while observers are registered.
+        std::shared_ptr<const observer_list> observers;
+        bool allocated = false;
+        observed_block block{};             // allocated, or the one block deallocate freed
+        std::vector<observed_block> freed;  // deallocate, free_owner
+        std::size_t collections = 0, collected_blocks = 0, collected_bytes = 0;
+        std::chrono::nanoseconds pause{};
+        bool failed = false;
+        heap_out_of_memory_event failure{};
+        [[nodiscard]] bool pending() const noexcept { return any || observers != nullptr; }
     };
 
     owner_rec& find(owner_id id) const; // throws std::invalid_argument; lock held
     void* allocate_locked(std::size_t size, owner_rec& o, std::size_t align, pending_event& ev,
                           bool& limit_refused) noexcept;
     void free_block(header* h, bool defer) noexcept;        // lock held
-    std::size_t free_subtree(owner_rec& o) noexcept;         // lock held
+    std::size_t free_subtree(owner_rec& o, std::vector<observed_block>* log) noexcept; // lock held
     void maybe_remove(owner_rec* o) noexcept;               // lock held
     void check_pressure(pending_event& ev) noexcept;        // lock held
     void recompute_pressure_bounds() noexcept;              // lock held
     static void deliver(pending_event& ev) noexcept;        // lock NOT held
-    [[noreturn]] MEMKIT_COLD void throw_refusal(std::size_t size, owner_rec& o, std::size_t align,
-                                                bool limit_refused);
+    MEMKIT_COLD heap_out_of_memory_event refusal(std::size_t size, owner_rec& o,
+                                                 std::size_t align, bool limit_refused) const;
+    [[noreturn]] MEMKIT_COLD static void throw_refusal(const heap_out_of_memory_event& d);
+    void observe(pending_event& ev) const noexcept; // lock held
+    header* checked_block(const void* p) const; // lock held; throws invalid_address
     [[nodiscard]] std::size_t available_locked() const noexcept;
     void release_block(header* h) noexcept;                 // to the tlsf heap; lock held
     collect_result collect_some(std::size_t max_blocks, pending_event& ev) noexcept;
@@ -332,6 +571,23 @@ private:
     std::vector<owner_id> unreferenced_;
     std::uint64_t next_callback_id_ = 1;
     std::shared_ptr<const std::vector<std::pair<std::uint64_t, pressure_callback>>> callbacks_;
+    bool observing_ = false; // observers_ is not empty
+    std::shared_ptr<const observer_list> observers_;
 };
+
+inline heap_guard::heap_guard(managed_heap& heap, std::size_t size, owner_id owner,
+                              std::size_t align)
+    : heap_(&heap), ptr_(heap.allocate(size, owner, align)), size_(size) {}
+
+inline void heap_guard::reset() noexcept {
+    if (ptr_ != nullptr) heap_->deallocate(std::exchange(ptr_, nullptr));
+    heap_ = nullptr;
+    size_ = 0;
+}
+
+inline heap_guard managed_heap::allocate_guarded(std::size_t size, owner_id owner,
+                                                 std::size_t align) {
+    return heap_guard{*this, size, owner, align};
+}
 
 } // namespace memkit
