@@ -56,6 +56,7 @@
 #include "memkit/heap/buffer_pool.hpp"
 #include "memkit/heap/managed_heap.hpp"
 #include "memkit/heap/memory_budget.hpp"
+#include "memkit/heap/memory_system.hpp"
 #include "memkit/heap/pressure_level.hpp"
 #include "memkit/heap/system_pressure_monitor.hpp"
 
