@@ -26,21 +26,9 @@
 #include "memkit/pmr/std_allocator.hpp"
 #include "support/test_support.hpp"
 
-#if defined(__SANITIZE_THREAD__)
-#define MEMKIT_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MEMKIT_TEST_TSAN 1
-#endif
-#endif
-
 namespace {
 
-#if defined(MEMKIT_TEST_TSAN)
-constexpr int scale = 8; // ThreadSanitizer runs 5-15x slower: fewer operations, same coverage
-#else
-constexpr int scale = 1;
-#endif
+constexpr int scale = memkit::test::stress_scale;
 
 using memkit::arena_options;
 using memkit::concurrent_arena;

@@ -20,22 +20,11 @@
 #include <vector>
 
 #include "memkit/heap/pressure_level.hpp"
-
-#if defined(__SANITIZE_THREAD__)
-#define MEMKIT_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MEMKIT_TEST_TSAN 1
-#endif
-#endif
+#include "support/test_support.hpp"
 
 namespace {
 
-#if defined(MEMKIT_TEST_TSAN)
-constexpr int scale = 8; // ThreadSanitizer runs 5-15x slower: fewer operations, same coverage
-#else
-constexpr int scale = 1;
-#endif
+constexpr int scale = memkit::test::stress_scale;
 
 using memkit::cache_stats;
 using memkit::eviction_reason;

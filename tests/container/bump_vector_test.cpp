@@ -41,6 +41,7 @@ using memkit::test::counted;
 using memkit::test::counted_state;
 using memkit::test::failing_allocator;
 using memkit::test::for_each_failure_point;
+using memkit::test::small_max_allocator;
 using memkit::test::live_object_guard;
 
 template <class T>
@@ -85,32 +86,6 @@ static_assert(bv_int::max_chunks >= 30);
 struct alignas(64) wide {
     int v;
     wide(int x) : v(x) {} // NOLINT(google-explicit-constructor)
-};
-
-// An allocator whose max_size() is small: a chunk must fit in one allocation.
-template <class T, std::size_t Max>
-struct small_max_allocator {
-    using value_type = T;
-    template <class U>
-    struct rebind {
-        using other = small_max_allocator<U, Max>;
-    };
-    small_max_allocator() = default;
-    template <class U>
-    small_max_allocator(const small_max_allocator<U, Max>&) noexcept {} // NOLINT
-    T* allocate(std::size_t n) {
-        EXPECT_LE(n, Max) << "allocate(n) above max_size()";
-        return static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{alignof(T)}));
-    }
-    void deallocate(T* p, std::size_t) noexcept {
-        ::operator delete (p, std::align_val_t{alignof(T)});
-    }
-    [[nodiscard]] std::size_t max_size() const noexcept { return Max; }
-    template <class U>
-    friend bool operator==(const small_max_allocator&,
-                           const small_max_allocator<U, Max>&) noexcept {
-        return true;
-    }
 };
 
 template <class C>

@@ -376,16 +376,7 @@ TEST(FlatSet, AssignmentFollowsPropagatingAllocators) { check_assignment_propaga
 
 // An allocator whose max_size() is 8 elements: growing beyond it throws std::length_error.
 template <class T>
-struct capped_allocator {
-    using value_type = T;
-    capped_allocator() = default;
-    template <class U>
-    capped_allocator(const capped_allocator<U>&) noexcept {} // NOLINT
-    T* allocate(std::size_t n) { return std::allocator<T>{}.allocate(n); }
-    void deallocate(T* p, std::size_t n) noexcept { std::allocator<T>{}.deallocate(p, n); }
-    [[nodiscard]] std::size_t max_size() const noexcept { return 8; }
-    friend bool operator==(const capped_allocator&, const capped_allocator&) = default;
-};
+using capped_allocator = memkit::test::small_max_allocator<T, 8>;
 
 TEST(FlatSet, GrowingBeyondMaxSizeThrowsLengthErrorAndChangesNothing) {
     memkit::flat_set<int, std::less<int>, std::vector<int, capped_allocator<int>>> s;

@@ -45,6 +45,7 @@ using memkit::test::counted;
 using memkit::test::counted_state;
 using memkit::test::failing_allocator;
 using memkit::test::for_each_failure_point;
+using memkit::test::small_max_allocator;
 using memkit::test::live_object_guard;
 
 // --- concepts --------------------------------------------------------------------------------
@@ -96,32 +97,6 @@ std::multiset<int> as_multiset(const C& c) {
 }
 
 // An allocator whose max_size() (in units of its value_type, whatever that is) is tiny: it bounds
-// the size of one block.
-template <class T, std::size_t Max>
-struct small_max_allocator {
-    using value_type = T;
-    template <class U>
-    struct rebind {
-        using other = small_max_allocator<U, Max>;
-    };
-    small_max_allocator() = default;
-    template <class U>
-    small_max_allocator(const small_max_allocator<U, Max>&) noexcept {} // NOLINT
-    T* allocate(std::size_t n) {
-        EXPECT_LE(n, Max) << "allocate(n) above max_size()";
-        return static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{alignof(T)}));
-    }
-    void deallocate(T* p, std::size_t) noexcept {
-        ::operator delete (p, std::align_val_t{alignof(T)});
-    }
-    [[nodiscard]] std::size_t max_size() const noexcept { return Max; }
-    template <class U>
-    friend bool operator==(const small_max_allocator&,
-                           const small_max_allocator<U, Max>&) noexcept {
-        return true;
-    }
-};
-
 struct alignas(64) wide {
     int v;
     wide(int x) : v(x) {}              // NOLINT(google-explicit-constructor)

@@ -168,6 +168,32 @@ private:
     std::shared_ptr<allocator_state> s_;
 };
 
+/// A stateless allocator over operator new whose max_size() is `Max` elements: containers must
+/// throw std::length_error (or split their storage) rather than ask it for more.
+template <class T, std::size_t Max>
+struct small_max_allocator {
+    using value_type = T;
+    template <class U>
+    struct rebind {
+        using other = small_max_allocator<U, Max>;
+    };
+    small_max_allocator() = default;
+    template <class U>
+    small_max_allocator(const small_max_allocator<U, Max>&) noexcept {} // NOLINT
+    T* allocate(std::size_t n) {
+        EXPECT_LE(n, Max) << "allocate(n) above max_size()";
+        return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{alignof(T)}));
+    }
+    void deallocate(T* p, std::size_t) noexcept {
+        ::operator delete(p, std::align_val_t{alignof(T)});
+    }
+    [[nodiscard]] std::size_t max_size() const noexcept { return Max; }
+    template <class U>
+    friend bool operator==(const small_max_allocator&, const small_max_allocator<U, Max>&) noexcept {
+        return true;
+    }
+};
+
 /// Runs `op(k)` for k = 1, 2, ... where op arms a failure at its k-th step (a copy, a move or an
 /// allocation), until op completes without throwing. Returns the number of failure points seen.
 /// `op` returns normally when the operation succeeded; it must catch nothing itself. After each
