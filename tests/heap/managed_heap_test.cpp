@@ -1236,7 +1236,8 @@ TEST(ManagedHeapConcurrency, ObserversWithConcurrentAllocationsAndRegistration) 
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t) {
         pool.emplace_back([&, t] {
-            const owner_id o = h.create_owner("t" + std::to_string(t));
+            // (std::string{"t"} += ...: GCC 12 reports a false -Wrestrict for "t" + string.)
+            const owner_id o = h.create_owner(std::string{"t"} += std::to_string(t));
             std::vector<void*> mine;
             for (int i = 0; i < ops; ++i) {
                 mine.push_back(h.allocate(static_cast<std::size_t>(16 + (i % 7) * 8), o));

@@ -580,7 +580,9 @@ inline heap_guard::heap_guard(managed_heap& heap, std::size_t size, owner_id own
     : heap_(&heap), ptr_(heap.allocate(size, owner, align)), size_(size) {}
 
 inline void heap_guard::reset() noexcept {
-    if (ptr_ != nullptr) heap_->deallocate(std::exchange(ptr_, nullptr));
+    // A guard holds a block only together with its heap; testing both keeps the moved-from
+    // state (both null) obviously safe, also to the compiler's null-pointer analysis.
+    if (ptr_ != nullptr && heap_ != nullptr) heap_->deallocate(std::exchange(ptr_, nullptr));
     heap_ = nullptr;
     size_ = 0;
 }
