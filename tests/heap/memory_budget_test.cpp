@@ -692,7 +692,12 @@ TEST(MemoryBudgetThreads, EightThreadsNeverExceedAndBalance) {
     EXPECT_LE(user_a.peak(), 40'000u);
     EXPECT_LE(user_b.peak(), 40'000u);
     EXPECT_LE(server.peak(), 64'000u);
-    EXPECT_GT(server.peak(), 38'400u); // the soft limit was reached at least once
+    // Whether the threads overlap enough to reach the soft limit depends on scheduling (a fast
+    // Release build may run them almost one after another); the reports must match either way.
+    if (server.peak() >= 38'400u)
+        EXPECT_GT(soft_ups.load(), 0);
+    else
+        EXPECT_EQ(soft_ups.load(), 0);
     EXPECT_EQ(server.level(), pressure_level::low);
     // Reports form one chain (each `from` is the previous `to`) that ends where usage ends: low.
     EXPECT_EQ(level_sum.load(), 0);
