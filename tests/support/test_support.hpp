@@ -11,26 +11,15 @@
 #include <utility>
 #include <vector>
 
+#include "memkit/core/annotations.hpp"
 #include "memkit/core/error.hpp"
 #include "memkit/core/platform.hpp"
-
-#if defined(__SANITIZE_THREAD__)
-#define MEMKIT_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MEMKIT_TEST_TSAN 1
-#endif
-#endif
 
 namespace memkit::test {
 
 /// Divides the operation counts of stress tests: ThreadSanitizer runs 5-15x slower, so its build
 /// runs fewer operations with the same coverage.
-#if defined(MEMKIT_TEST_TSAN)
-inline constexpr int stress_scale = 8;
-#else
-inline constexpr int stress_scale = 1;
-#endif
+inline constexpr int stress_scale = has_thread_sanitizer ? 8 : 1;
 
 /// Installs a violation handler that records instead of aborting, for the lifetime of the object.
 class violation_recorder {

@@ -66,19 +66,12 @@
 #include "memkit/alloc/detail/per_thread.hpp"
 #include "memkit/alloc/system.hpp"
 #include "memkit/core/align.hpp"
+#include "memkit/core/annotations.hpp"
 #include "memkit/core/concepts.hpp"
 #include "memkit/core/error.hpp"
 #include "memkit/core/platform.hpp"
 #include "memkit/core/stats.hpp"
 #include "memkit/core/traits.hpp"
-
-#if defined(__SANITIZE_THREAD__)
-#define MEMKIT_DETAIL_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MEMKIT_DETAIL_TSAN 1
-#endif
-#endif
 
 namespace memkit {
 
@@ -353,7 +346,7 @@ private:
     // changed, the swap fails), and the memory is readable because chunks are never returned
     // while the pool lives. That read races with the owner's writes by design, so
     // ThreadSanitizer is told not to watch this one load.
-#if defined(MEMKIT_DETAIL_TSAN)
+#if MEMKIT_HAS_TSAN
     __attribute__((no_sanitize("thread"), noinline)) static std::uint32_t
     load_link(const std::byte* n) noexcept {
         return *reinterpret_cast<const std::uint32_t*>(n);

@@ -1,4 +1,5 @@
-// memkit/core/annotations.hpp - telling AddressSanitizer which bytes a container does not use.
+// memkit/core/annotations.hpp - telling AddressSanitizer which bytes a container does not use,
+// and which sanitizers a build has.
 //
 // Containers that keep spare capacity (small_vector, circular buffers) and allocators that hand
 // out pieces of larger blocks mark the unused bytes as poisoned, so that ASan reports a read of
@@ -27,6 +28,18 @@
 #define MEMKIT_HAS_ASAN 0
 #endif
 
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MEMKIT_HAS_TSAN 1
+#endif
+#endif
+#if !defined(MEMKIT_HAS_TSAN) && defined(__SANITIZE_THREAD__)
+#define MEMKIT_HAS_TSAN 1
+#endif
+#ifndef MEMKIT_HAS_TSAN
+#define MEMKIT_HAS_TSAN 0
+#endif
+
 #if MEMKIT_HAS_ASAN
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
@@ -36,6 +49,9 @@ namespace memkit {
 
 /// True in builds instrumented by AddressSanitizer.
 inline constexpr bool has_address_sanitizer = MEMKIT_HAS_ASAN != 0;
+
+/// True in builds instrumented by ThreadSanitizer.
+inline constexpr bool has_thread_sanitizer = MEMKIT_HAS_TSAN != 0;
 
 /// Tells ASan that the container whose storage is [begin, end) now uses [begin, new_mid) instead
 /// of [begin, old_mid). Accesses to [new_mid, end) are then reported as container overflows.

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory_resource>
+#include <string_view>
 #include <vector>
 
 #include <memkit/memkit.hpp>
@@ -49,6 +50,20 @@ int main() {
     // The error category is compiled into the library.
     const std::error_code ec = memkit::errc::out_of_memory;
     check(std::strcmp(ec.category().name(), "memkit") == 0, "the error category is memkit's");
+
+    // A container (header-only) and a compiled heap part: a budget that refuses with its name.
+    memkit::small_vector<int, 4> sv{1, 2, 3};
+    check(sv.is_inline() && sv.size() == 3 && sv[2] == 3, "small_vector keeps 3 ints inline");
+    memkit::memory_budget budget{1000, memkit::memory_budget::unlimited, "consumer"};
+    check(budget.try_reserve(900) && !budget.try_reserve(200), "the budget refuses beyond 1000");
+    try {
+        budget.reserve(200);
+        check(false, "reserve beyond the hard limit throws");
+    } catch (const memkit::memory_budget_exceeded& e) {
+        check(e.budget_name() == std::string_view{"consumer"}, "the error names the budget");
+    }
+    budget.release(900);
+    check(budget.used() == 0, "the budget is balanced after release");
 
     if (failures != 0) return 1;
     std::puts("memkit consumer ok");
