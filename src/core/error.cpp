@@ -24,6 +24,7 @@ public:
         case errc::invalid_argument: return "invalid argument";
         case errc::budget_exceeded: return "budget exceeded";
         case errc::corruption_detected: return "heap corruption detected";
+        case errc::still_in_use: return "still in use";
         }
         return "unknown memkit error";
     }

@@ -54,7 +54,7 @@ buffer_pool::~buffer_pool() {
     if constexpr (debug_checks) {
         const buffer_pool_stats s = stats();
         if (s.buffers_in_use() != 0)
-            report_violation({errc::invalid_argument, name, nullptr,
+            report_violation({errc::still_in_use, name, nullptr,
                               "buffer_pool destroyed while buffers are still in use"});
     }
 }

@@ -9,7 +9,7 @@ namespace memkit {
 
 namespace detail {
 budget_name_copy::budget_name_copy(std::string_view name) noexcept {
-    const std::size_t n = std::min(name.size(), capacity - 1);
+    const std::size_t n = std::min(name.size(), text_size - 1);
     std::memcpy(text, name.data(), n);
     text[n] = '\0';
 }
@@ -76,10 +76,10 @@ memory_budget::~memory_budget() {
     const std::size_t held = used();
     if constexpr (debug_checks) {
         if (children() != 0)
-            report_violation({errc::invalid_argument, "memkit::memory_budget", this,
+            report_violation({errc::still_in_use, "memkit::memory_budget", this,
                               "budget destroyed while child budgets are still alive"});
         if (held != 0)
-            report_violation({errc::invalid_argument, "memkit::memory_budget", this,
+            report_violation({errc::still_in_use, "memkit::memory_budget", this,
                               "budget destroyed with bytes still reserved"});
     }
     if (parent_ != nullptr) {
@@ -283,6 +283,21 @@ memory_budget::on_level_change(std::function<void(const budget_level_event&)> f)
 bool memory_budget::remove_callback(budget_callback_id id) {
     const std::lock_guard lock(mutex_);
     return erase_callback(soft_callbacks_, id) || erase_callback(level_callbacks_, id);
+}
+
+void budget_handle::throw_exceeded(std::size_t requested) const {
+    memory_budget* refusing = budget_;
+    for (memory_budget* b = budget_; b != nullptr; b = b->parent()) {
+        const std::size_t used = b->used(), limit = b->hard_limit(); // this level only
+        if (used > limit || limit - used < requested) {
+            refusing = b;
+            break;
+        }
+    }
+    const std::size_t used = refusing->used();
+    const std::size_t limit = refusing->hard_limit();
+    throw memory_budget_exceeded(refusing->name(), requested, used < limit ? limit - used : 0,
+                                 used, limit);
 }
 
 void budget_handle::over_refund(std::size_t n) noexcept {

@@ -259,7 +259,7 @@ TEST(ConcurrentArena, DebugChecksReportResetDuringAllocation) {
         violation_recorder rec;
         a.reset();
         EXPECT_EQ(rec.count(), 1);
-        EXPECT_EQ(rec.last().code, memkit::errc::invalid_argument);
+        EXPECT_EQ(rec.last().code, memkit::errc::still_in_use);
         a.release();
         EXPECT_EQ(rec.count(), 2);
     }

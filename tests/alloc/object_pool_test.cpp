@@ -475,7 +475,7 @@ TEST_F(ObjectPool, DestroyingWithLiveObjectsIsReported) {
         EXPECT_EQ(*x, 5);
     }
     EXPECT_EQ(rec.count(), 1);
-    EXPECT_EQ(rec.last().code, memkit::errc::invalid_argument);
+    EXPECT_EQ(rec.last().code, memkit::errc::still_in_use);
     EXPECT_STREQ(rec.last().allocator, "memkit::object_pool");
 }
 

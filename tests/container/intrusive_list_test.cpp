@@ -283,6 +283,7 @@ TEST(IntrusiveList, DestroyingALinkedSafeHookIsAReportedViolation) {
         l.push_back(c);
     } // b dies linked: reported, and unlinked so that the list stays walkable
     EXPECT_EQ(violation_recorder::count(), 1);
+    EXPECT_EQ(violation_recorder::last().code, memkit::errc::still_in_use);
     EXPECT_EQ(keys(l), (std::vector<int>{1, 3}));
     l.clear();
 }

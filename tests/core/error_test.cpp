@@ -23,6 +23,9 @@ static_assert(static_cast<int>(errc::double_free) == 5);
 static_assert(static_cast<int>(errc::lifo_violation) == 6);
 static_assert(static_cast<int>(errc::limit_exceeded) == 7);
 static_assert(static_cast<int>(errc::invalid_argument) == 8);
+static_assert(static_cast<int>(errc::budget_exceeded) == 9);
+static_assert(static_cast<int>(errc::corruption_detected) == 10);
+static_assert(static_cast<int>(errc::still_in_use) == 11);
 
 static_assert(std::is_base_of_v<std::bad_alloc, memkit::out_of_memory>);
 static_assert(std::is_nothrow_copy_constructible_v<memkit::out_of_memory>);
@@ -244,6 +247,7 @@ TEST(CorruptionDetected, CarriesTheAddress) {
     EXPECT_EQ(memkit::make_error_code(memkit::errc::corruption_detected).message(),
               "heap corruption detected");
     EXPECT_EQ(memkit::make_error_code(memkit::errc::budget_exceeded).message(), "budget exceeded");
+    EXPECT_EQ(memkit::make_error_code(memkit::errc::still_in_use).message(), "still in use");
 }
 
 } // namespace

@@ -484,6 +484,7 @@ TEST(MemoryBudget, DestroyedWithBytesReservedIsAViolationAndGivesThemBack) {
         EXPECT_EQ(root.children(), 1u);
     }
     EXPECT_EQ(rec.count(), 1);
+    EXPECT_EQ(rec.last().code, memkit::errc::still_in_use);
     EXPECT_STREQ(rec.last().detail, "budget destroyed with bytes still reserved");
     EXPECT_EQ(root.used(), 0u);
     EXPECT_EQ(root.children(), 0u);
@@ -500,7 +501,7 @@ TEST(MemoryBudget, DestroyedWithLiveChildrenIsAViolation) {
         EXPECT_EQ(parent.children(), 1u);
     }
     EXPECT_EQ(rec.count(), 1);
-    EXPECT_EQ(rec.last().code, memkit::errc::invalid_argument);
+    EXPECT_EQ(rec.last().code, memkit::errc::still_in_use);
     EXPECT_STREQ(rec.last().detail, "budget destroyed while child budgets are still alive");
 }
 
@@ -558,8 +559,42 @@ TEST(BudgetHandle, ChildBudgetUsageShowsInItsParent) {
     EXPECT_EQ(a.remaining(), 3'096u);
     EXPECT_THROW((void)a.allocate(3'097), memkit::budget_exceeded);
     EXPECT_EQ(server.used(), 1'000u);
+    try {
+        (void)a.allocate(3'097);
+        ADD_FAILURE() << "no exception";
+    } catch (const memkit::memory_budget_exceeded& e) {
+        // The request budget refused, not the server, and the error says so.
+        EXPECT_EQ(e.budget_name(), "request");
+        EXPECT_EQ(e.requested(), 3'097u);
+        EXPECT_EQ(e.used(), 1'000u);
+        EXPECT_EQ(e.capacity(), 4'096u);
+        EXPECT_EQ(e.available(), 3'096u);
+    }
     a.deallocate(p, 1'000);
     EXPECT_EQ(server.used(), 0u);
+}
+
+TEST(BudgetHandle, ARefusalByAnAncestorNamesTheAncestor) {
+    memory_budget server{2'000, unlimited, "server"};
+    memory_budget request{server, 4'096, unlimited, "request"};
+    memory_budget other{server, unlimited, unlimited, "other"};
+    ASSERT_TRUE(other.try_reserve(1'500));
+    shared_system a{budget_handle{request}, {}};
+    try {
+        (void)a.allocate(600); // fits the request's 4096, not the server's remaining 500
+        ADD_FAILURE() << "no exception";
+    } catch (const memkit::memory_budget_exceeded& e) {
+        EXPECT_EQ(e.budget_name(), "server");
+        EXPECT_STREQ(e.allocator(), "server");
+        EXPECT_EQ(e.requested(), 600u);
+        EXPECT_EQ(e.used(), 1'500u);
+        EXPECT_EQ(e.capacity(), 2'000u);
+        EXPECT_EQ(e.available(), 500u);
+        EXPECT_NE(std::string_view{e.what()}.find("server"), std::string_view::npos) << e.what();
+    }
+    EXPECT_EQ(request.used(), 0u);
+    EXPECT_EQ(server.used(), 1'500u);
+    other.release(1'500);
 }
 
 TEST(BudgetHandle, ResetGivesBackOnlyItsOwnBytes) {

@@ -22,7 +22,7 @@
 // threads); release O(blocks); owns O(blocks) (for debugging).
 // Thread-safety: allocate, try_allocate, deallocate, stats, owns are thread-safe. reset() and
 // release() must not run while any other thread uses the arena (join the workers, or end the
-// phase with a barrier first); debug builds report errc::invalid_argument when reset() or
+// phase with a barrier first); debug builds report errc::still_in_use when reset() or
 // release() finds a thread inside allocate, and then do nothing. Not copyable or movable.
 // Failure: allocate throws out_of_memory when the parent fails or max_total would be exceeded,
 // bad_size for a zero size or one above max_size(), invalid_alignment for an alignment that is
@@ -379,7 +379,7 @@ private:
                 busy = busy || static_cast<const segment*>(n)->busy.load(std::memory_order_relaxed);
             });
             if (busy) {
-                report_violation({errc::invalid_argument, name, nullptr, what});
+                report_violation({errc::still_in_use, name, nullptr, what});
                 return false;
             }
         } else {

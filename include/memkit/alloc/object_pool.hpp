@@ -17,7 +17,7 @@
 // a capped pool (max_objects) has no free node for a new object.
 //
 // Objects still acquired when the pool is destroyed are a precondition violation: debug builds
-// report errc::invalid_argument, and their memory is freed without running their destructors.
+// report errc::still_in_use, and their memory is freed without running their destructors.
 // Releasing a pointer that is not one of the pool's objects reports errc::not_owned and releasing
 // an object twice reports errc::double_free (debug builds); the call then does nothing.
 // The pool is neither copyable nor movable, because the unique_ptr deleters refer to it.
@@ -111,7 +111,7 @@ public:
         clear_retained();
         if constexpr (debug_checks) {
             if (size() != 0)
-                report_violation({errc::invalid_argument, name, nullptr,
+                report_violation({errc::still_in_use, name, nullptr,
                                   "object_pool destroyed while objects are still acquired"});
         }
     }

@@ -11,7 +11,10 @@
 // object). Any type with try_charge(n) / refund(n) / refund_all() / used() / limit() /
 // remaining() (the `budget_source` concept) can stand in for it - for example a handle to a
 // budget shared by several allocators; is_thread_safe holds when both A and the Budget are
-// thread-safe (local_budget is not).
+// thread-safe (local_budget is not). A budget that knows better which limit refused (one level
+// of a hierarchy) may also have `[[noreturn]] void throw_exceeded(std::size_t requested) const`:
+// budgeted then lets it throw (a budget_exceeded or a type derived from it) instead of building
+// the error from used(), limit() and remaining().
 //
 // owns, stats (A's) and max_size (A's) are forwarded when A has them; reset() resets A and
 // gives back every charged byte. max_alignment is A's.
@@ -174,7 +177,10 @@ private:
         const std::size_t max = traits::max_size(a_);
         if (size == 0 || size > max || !is_pow2(align) || align > max_alignment)
             throw_bad_request(name, size, align, max, max_alignment);
-        throw budget_exceeded(name, size, budget_.remaining(), budget_.used(), budget_.limit());
+        if constexpr (requires(const Budget& b) { b.throw_exceeded(size); })
+            budget_.throw_exceeded(size);
+        else
+            throw budget_exceeded(name, size, budget_.remaining(), budget_.used(), budget_.limit());
     }
 
     Budget budget_;

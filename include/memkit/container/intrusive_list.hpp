@@ -20,7 +20,8 @@
 // assignment leaves the links alone).
 //   link_mode::safe (default)  - the list keeps a count: size() is O(1). Linking an element that
 //       is already linked, or destroying a hook that is still linked, is a precondition
-//       violation: debug builds report errc::invalid_argument to the violation handler and then
+//       violation: debug builds report errc::invalid_argument (a double link) or
+//       errc::still_in_use (a linked hook destroyed) to the violation handler and then
 //       ignore the insertion / unlink the dying element (so the list stays walkable, though its
 //       count is then off by one). Release builds do not check.
 //   link_mode::auto_unlink     - destroying a linked element unlinks it silently, and
@@ -108,7 +109,7 @@ public:
         if constexpr (Mode == link_mode::auto_unlink) {
             detail::unlink_node(&node_);
         } else if constexpr (MEMKIT_CHECKS) {
-            report_violation({errc::invalid_argument, "memkit::intrusive_list", this,
+            report_violation({errc::still_in_use, "memkit::intrusive_list", this,
                               "an element was destroyed while still in a list"});
             detail::unlink_node(&node_);
         }

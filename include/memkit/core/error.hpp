@@ -37,6 +37,7 @@ enum class errc : int {
     invalid_argument,   ///< any other argument outside the documented domain
     budget_exceeded,    ///< a byte budget would be exceeded (memkit::budgeted, budgets)
     corruption_detected,  ///< a heap check found a broken boundary tag or free list
+    still_in_use, ///< destroyed or reset while blocks, objects or children still depend on it
 };
 
 } // namespace memkit

@@ -57,7 +57,7 @@
 // is not copyable or movable.
 // Lifetime: the pool must outlive every buffer it handed out (a buffer destroyed after its pool
 // is a use after free). In debug builds (memkit::debug_checks) the destructor counts buffers
-// still live and reports errc::invalid_argument through memkit::report_violation; their memory is
+// still live and reports errc::still_in_use through memkit::report_violation; their memory is
 // then left to them (not released).
 // Failure: get(n) throws bad_size for n above max_request_size (including sizes that overflow a
 // class computation); out_of_memory when the parent fails (a std::bad_alloc from the parent

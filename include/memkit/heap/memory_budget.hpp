@@ -65,9 +65,9 @@
 // message name the budget that refused, with that budget's hard limit, its usage and what it had
 // left; nothing is charged. The constructors throw std::invalid_argument for invalid thresholds.
 // Debug builds (memkit::debug_checks) report violations through memkit::report_violation, with
-// errc::invalid_argument: a release() of more bytes than a level holds (the call then stops at
-// that level, which keeps its count), destroying a budget that still has bytes reserved, and
-// destroying a budget that still has children (the children then point at a destroyed parent:
+// errc::invalid_argument for a release() of more bytes than a level holds (the call then stops at
+// that level, which keeps its count), and errc::still_in_use for destroying a budget that still
+// has bytes reserved or that still has children (the children then point at a destroyed parent:
 // undefined behaviour). A budget destroyed with bytes reserved gives them back to its ancestors,
 // since nothing could release them later.
 #pragma once
@@ -97,8 +97,8 @@ namespace detail {
 // listed before budget_exceeded so that the copy exists when budget_exceeded formats its message
 // from it, and allocator() can point into the exception itself (valid as long as the exception).
 struct budget_name_copy {
-    static constexpr std::size_t capacity = 64;
-    char text[capacity];
+    static constexpr std::size_t text_size = 64;
+    char text[text_size];
     explicit budget_name_copy(std::string_view name) noexcept;
 };
 } // namespace detail
@@ -317,7 +317,9 @@ private:
 /// A budget_source (compose/budgeted.hpp) over a memory_budget, for `budgeted<A, budget_handle>`.
 /// Charges go to the budget and its ancestors; the handle also counts what it charged itself, so
 /// refund_all() gives back only those bytes. used(), limit() and remaining() describe the shared
-/// budget (so budgeted's error message reads consistently); charged() is this handle's share.
+/// budget; charged() is this handle's share. A refused allocation through budgeted<A,
+/// budget_handle> throws memory_budget_exceeded naming the level that refused (the handle's budget
+/// or an ancestor), like memory_budget::reserve.
 /// Destroying the handle gives back what it still holds (an arena under budgeted frees all of its
 /// blocks at once without deallocate calls). Moving transfers the charged bytes. The budget must
 /// outlive the handle. Thread-safe: all members may be called concurrently, except that
@@ -373,6 +375,11 @@ public:
         return charged_.load(std::memory_order_relaxed);
     }
     [[nodiscard]] memory_budget& budget() const noexcept { return *budget_; }
+
+    /// Throws the memory_budget_exceeded that a refused charge of `requested` bytes gets: it names
+    /// the first level, from the handle's budget up, that has no room for it (the handle's budget
+    /// if another thread freed room meanwhile). Called by budgeted<A, budget_handle>.
+    [[noreturn]] MEMKIT_COLD void throw_exceeded(std::size_t requested) const;
 
 private:
     MEMKIT_COLD void over_refund(std::size_t n) noexcept;
