@@ -62,3 +62,11 @@
 
 #include "memkit/cache/lru_cache.hpp"
 #include "memkit/cache/sharded_lru_cache.hpp"
+
+#include "memkit/vm/ksm.hpp"
+#include "memkit/vm/mapped_file.hpp"
+#include "memkit/vm/offset_ptr.hpp"
+#include "memkit/vm/shared_memory.hpp"
+#include "memkit/vm/shm_heap.hpp"
+#include "memkit/vm/virtual_arena.hpp"
+#include "memkit/vm/virtual_memory.hpp"

@@ -39,6 +39,14 @@ TEST(Umbrella, EveryAreaIsUsableTogether) {
     EXPECT_FALSE(budget.try_reserve(100));
     budget.release(1000);
     EXPECT_EQ(budget.used(), 0u);
+
+    memkit::virtual_arena grows;
+    memkit::resource far_r{grows};
+    memkit::pmr::small_vector<int, 4> far{&far_r};
+    far.assign(100, 7);
+    EXPECT_TRUE(grows.owns(far.data()));
+    memkit::offset_ptr<int> op{far.data()};
+    EXPECT_EQ(*op, 7);
 }
 
 } // namespace
