@@ -1,6 +1,10 @@
 include(CMakePackageConfigHelpers)
 
-install(TARGETS memkit EXPORT memkitTargets
+set(MEMKIT_INSTALL_TARGETS memkit)
+if(MEMKIT_HAS_CONFIG)
+  list(APPEND MEMKIT_INSTALL_TARGETS memkit_config)
+endif()
+install(TARGETS ${MEMKIT_INSTALL_TARGETS} EXPORT memkitTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
@@ -22,3 +26,7 @@ file(RELATIVE_PATH MEMKIT_PC_TO_PREFIX "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")
 string(REGEX REPLACE "/$" "" MEMKIT_PC_TO_PREFIX "${MEMKIT_PC_TO_PREFIX}")
 configure_file(cmake/memkit.pc.in ${PROJECT_BINARY_DIR}/memkit.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/memkit.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+if(MEMKIT_HAS_CONFIG)
+  configure_file(cmake/memkit-config.pc.in ${PROJECT_BINARY_DIR}/memkit-config.pc @ONLY)
+  install(FILES ${PROJECT_BINARY_DIR}/memkit-config.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+endif()

@@ -28,4 +28,10 @@ struct command {
 /// `memkit bench`: runs memkit's benchmark cases against their peers and prints the table.
 [[nodiscard]] command add_bench_command(CLI::App& app);
 
+#ifdef MEMKIT_CLI_HAVE_CONFIG
+/// `memkit config check FILE`: validates a memory_system TOML file and prints the effective
+/// configuration (built with memkit::config, i.e. when toml++ was found).
+[[nodiscard]] command add_config_command(CLI::App& app);
+#endif
+
 } // namespace memkit::cli

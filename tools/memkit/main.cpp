@@ -1,4 +1,4 @@
-// memkit: the command-line front end of the memkit library (benchmarks today; see --help).
+// memkit: the command-line front end of the memkit library (bench, config; see --help).
 #include <array>
 #include <exception>
 #include <iostream>
@@ -18,6 +18,9 @@ int main(int argc, char** argv) {
 
     const std::array commands{
         memkit::cli::add_bench_command(app),
+#ifdef MEMKIT_CLI_HAVE_CONFIG
+        memkit::cli::add_config_command(app),
+#endif
     };
 
     CLI11_PARSE(app, argc, argv);
