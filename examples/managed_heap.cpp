@@ -2,14 +2,18 @@
 // limit under a per-tenant owner; its buffers are charged to it; one request asks for more than
 // its limit and is refused; every request is cleaned up at once with free_owner. A
 // counting_observer sees every event; a heap_guard holds a scratch buffer that read/write access
-// with bounds checks. Prints the per-request accounting, the event counts and the heap's
-// statistics; returns non-zero if a check fails.
+// with bounds checks. A second heap defers its frees: finished requests are dropped without
+// freeing and reclaimed by collection strategies (unreferenced, owners_above, force_collect).
+// Prints the per-request accounting, the event counts, what each collection freed and the
+// heaps' statistics; returns non-zero if a check fails.
+#include <chrono>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "memkit/heap/managed_heap.hpp"
 
@@ -88,6 +92,43 @@ int main() {
                     s.used == 0 && s.blocks == 0 && s.owners == 2 &&
                     s.failed_allocations == 1 && pressure_changes == 0 &&
                     s.peak == 4 * KiB + 10 * 512 + 16 * KiB;
-    std::printf("%s\n", ok ? "ok" : "FAILED");
-    return ok ? 0 : 1;
+
+    // Deferred frees: blocks wait in their owner's quarantine until a collection runs.
+    memkit::managed_heap lazy{memkit::managed_heap_options{.capacity = std::size_t{16} << 20,
+                                                           .defer_frees = true}};
+    const memkit::owner_id cache = lazy.create_owner("cache");
+    const memkit::owner_id log = lazy.create_owner("log");
+    std::vector<void*> entries;
+    for (int i = 0; i < 100; ++i) entries.push_back(lazy.allocate(1 * KiB, cache));
+    for (int i = 0; i < 60; ++i) lazy.deallocate(entries[static_cast<std::size_t>(i)]);
+    for (int i = 0; i < 10; ++i) lazy.deallocate(lazy.allocate(64, log));
+    for (int r = 0; r < 3; ++r) { // finished requests dropped without freeing their blocks
+        const memkit::owner_id req = lazy.create_owner("request-" + std::to_string(r));
+        for (int i = 0; i < 4; ++i) (void)lazy.allocate(512, req);
+        lazy.retire_owner(req);
+    }
+    const memkit::collect_result dropped = lazy.collect(memkit::collect_strategy::unreferenced());
+    std::printf("unreferenced: %zu blocks, %zu bytes\n", dropped.blocks, dropped.bytes);
+    const memkit::collect_result big = lazy.collect(
+        memkit::collect_strategy::owners_above(16 * KiB), std::chrono::milliseconds{1});
+    std::printf("owners above 16 KiB: %zu blocks, %zu bytes (log keeps %zu quarantined)\n",
+                big.blocks, big.bytes, lazy.owner_info(log).deferred_blocks);
+    const memkit::collect_result rest = lazy.force_collect();
+    std::printf("force_collect: %zu blocks\n", rest.blocks);
+    for (std::size_t i = 60; i < entries.size(); ++i) lazy.deallocate(entries[i]);
+    (void)lazy.force_collect();
+    lazy.validate();
+    const memkit::managed_heap_snapshot ls = lazy.snapshot();
+    std::printf("lazy heap: %zu owners, %zu quarantined, %lld us at low pressure\n", ls.owners,
+                ls.deferred_blocks,
+                static_cast<long long>(
+                    std::chrono::duration_cast<std::chrono::microseconds>(ls.time_at_level[0])
+                        .count()));
+    const bool lazy_ok = dropped.blocks == 12 && dropped.bytes == 12 * 512 &&
+                         big.blocks == 60 && big.bytes == 60 * KiB && rest.blocks == 10 &&
+                         ls.owners == 3 && ls.deferred_blocks == 0 && ls.used == 0 &&
+                         ls.heap_bytes == 0;
+
+    std::printf("%s\n", ok && lazy_ok ? "ok" : "FAILED");
+    return ok && lazy_ok ? 0 : 1;
 }

@@ -15,6 +15,7 @@
 #include "memkit/core/error.hpp"
 #include "memkit/core/memory_utils.hpp"
 #include "memkit/core/platform.hpp"
+#include "memkit/core/spin_lock.hpp"
 #include "memkit/core/stats.hpp"
 #include "memkit/core/storage.hpp"
 #include "memkit/core/traits.hpp"

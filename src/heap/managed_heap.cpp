@@ -7,6 +7,8 @@
 #include <ostream>
 #include <utility>
 
+#include "memkit/alloc/system.hpp"
+
 namespace memkit {
 
 namespace {
@@ -14,11 +16,12 @@ constexpr std::uintptr_t live_key = 0x6d6b6d68'4c495645u;  // "mkmhLIVE"
 constexpr std::uintptr_t freed_key = 0x6d6b6d68'46524545u; // "mkmhFREE"
 constexpr std::uintptr_t deferred_key = 0x6d6b6d68'51554152u; // "mkmhQUAR"
 constexpr std::size_t granule = 16;
+constexpr std::size_t header_size = 48;
+constexpr std::size_t batch_steps = 32; // of a budgeted collection
 
 std::uintptr_t addr(const void* p) noexcept { return reinterpret_cast<std::uintptr_t>(p); }
-const void* minus(const void* p, std::size_t n) noexcept {
-    return reinterpret_cast<const void*>(addr(p) - n); // integer arithmetic: p may be anything
-}
+
+using lock_guard = std::lock_guard<spin_lock>;
 } // namespace
 
 // In front of every payload. The tlsf heap writes its free-list links over the first 16 bytes of
@@ -26,54 +29,134 @@ const void* minus(const void* p, std::size_t n) noexcept {
 struct managed_heap::header {
     header* prev;
     header* next;
-    owner_rec* owner;
+    owner_rec* owner; // also while quarantined
     std::size_t size;   // requested
     std::uint32_t pad;  // bytes from the tlsf block's start to the payload
     std::uint32_t align;
-    std::uintptr_t canary; // live_key or freed_key, xor the header's address
+    std::uintptr_t canary; // live_key, deferred_key or freed_key, xor the header's address
 
     void* payload() noexcept { return reinterpret_cast<std::byte*>(this) + sizeof(header); }
     std::byte* raw() noexcept { return static_cast<std::byte*>(payload()) - pad; }
 };
 static_assert(sizeof(void*) == 8 && sizeof(std::uintptr_t) == 8);
+static_assert(sizeof(void*) * 6 == header_size);
 
 struct managed_heap::owner_rec {
-    owner_rec(owner_id i, std::string_view n, std::size_t limit, owner_rec* p)
-        : id(i), name(n),
-          budget(p != nullptr ? memory_budget{p->budget, limit, memory_budget::unlimited,
-                                              std::string(n)}
-                              : memory_budget{limit, memory_budget::unlimited, std::string(n)}),
-          parent(p), depth(p != nullptr ? p->depth + 1 : 0) {}
+    owner_rec(owner_id i, std::string_view n, std::size_t lim, owner_rec* p)
+        : parent(p), limit(lim), id(i), depth(p != nullptr ? p->depth + 1 : 0), name(n) {}
 
-    owner_id id;
-    std::string name;
-    memory_budget budget; // charged with the requested bytes of this owner and its descendants
+    // What allocate and deallocate touch comes first: one cache line.
+    header* blocks = nullptr; // live, most recent first
     owner_rec* parent;
+    std::size_t limit;
+    std::size_t usage = 0, peak = 0; // own and descendants' requested bytes
+    std::size_t self_bytes = 0, self_blocks = 0;
+    bool retired = false;
+    bool in_retired_list = false;
+    owner_id id;
+    unsigned depth;
     owner_rec* first_child = nullptr;
     owner_rec* next_sibling = nullptr;
     owner_rec* prev_sibling = nullptr;
-    header* blocks = nullptr; // most recent first
-    std::size_t self_bytes = 0, self_blocks = 0;
-    unsigned depth;
-    bool retired = false;
+    header* deferred_head = nullptr; // the quarantine, oldest first
+    header* deferred_tail = nullptr;
+    owner_rec* dirty_prev = nullptr; // the dirty list (deferred_head != nullptr)
+    owner_rec* dirty_next = nullptr;
+    owner_rec* retired_prev = nullptr; // the retired list (retired, holding blocks)
+    owner_rec* retired_next = nullptr;
+    std::size_t deferred_bytes = 0, deferred_blocks = 0;
+    std::uint64_t epoch = 0; // owners_above: passed over by the collection of that epoch
+    std::string name;
+
+    [[nodiscard]] bool holds_blocks() const noexcept {
+        return blocks != nullptr || deferred_head != nullptr;
+    }
 };
 
+// --- regions ------------------------------------------------------------------------------
+
+void* managed_heap::acquire_region(std::size_t bytes) noexcept {
+    void* p = system_allocator{}.try_allocate(bytes, granule);
+    if (p == nullptr) return nullptr;
+    const region_span r{addr(p), addr(p) + bytes};
+    const auto at = std::lower_bound(regions_.begin(), regions_.end(), r,
+                                     [](const region_span& a, const region_span& b) {
+                                         return a.begin < b.begin;
+                                     });
+    try { // room for the usual number of regions was reserved up front
+        regions_.insert(at, r);
+    } catch (...) { // no room to record it: as if the system had refused
+        system_allocator{}.deallocate(p, bytes, granule);
+        return nullptr;
+    }
+    return p;
+}
+
+void managed_heap::release_region(void* p, std::size_t bytes) noexcept {
+    const auto it = std::find_if(regions_.begin(), regions_.end(),
+                                 [p](const region_span& r) { return r.begin == addr(p); });
+    if (it != regions_.end()) regions_.erase(it);
+    system_allocator{}.deallocate(p, bytes, granule);
+}
+
+MEMKIT_ALWAYS_INLINE bool managed_heap::in_regions(std::uintptr_t lo,
+                                                 std::uintptr_t hi) const noexcept {
+    if (MEMKIT_LIKELY(regions_.size() == 1))
+        return lo >= regions_[0].begin && lo < regions_[0].end && hi <= regions_[0].end;
+    // The last region that starts at or below lo must also hold hi.
+    const auto it = std::upper_bound(regions_.begin(), regions_.end(), lo,
+                                     [](std::uintptr_t v, const region_span& r) {
+                                         return v < r.begin;
+                                     });
+    if (it == regions_.begin()) return false;
+    const region_span& r = *(it - 1);
+    return lo < r.end && hi <= r.end;
+}
+
+void* managed_heap::region_source::allocate(std::size_t size, std::size_t align) {
+    if (void* p = try_allocate(size, align)) return p;
+    throw out_of_memory(managed_heap::name, size, 0, 0, 0);
+}
+
+void* managed_heap::region_source::try_allocate(std::size_t size, std::size_t /*align*/) noexcept {
+    return heap_->acquire_region(size);
+}
+
+void managed_heap::region_source::deallocate(void* p, std::size_t size,
+                                             std::size_t /*align*/) noexcept {
+    heap_->release_region(p, size);
+}
+
 namespace {
-constexpr std::size_t header_size = 48;
+// Regions after the first are at least region_size bytes, and all of them together at most the
+// capacity; the table grows past this (rare, tiny regions) when it must.
+std::size_t max_regions(const managed_heap_options& o) {
+    const std::size_t smallest = std::max<std::size_t>(std::min(o.region_size, o.capacity), 1);
+    return std::min<std::size_t>(o.capacity / smallest + 2, 4096);
+}
 } // namespace
 
-static_assert(sizeof(void*) * 6 == header_size);
+// --- construction -------------------------------------------------------------------------
 
 managed_heap::managed_heap(managed_heap_options opts)
-    : opts_(opts),
-      heap_(std::min(opts.region_size, opts.capacity),
-            tlsf_options{.growth = true, .region_size = opts.region_size,
-                         .max_total = opts.capacity}) {
+    : opts_(std::move(opts)),
+      regions_([this] {
+          std::vector<region_span> v;
+          v.reserve(max_regions(opts_));
+          return v;
+      }()),
+      heap_(std::min(opts_.region_size, opts_.capacity),
+            tlsf_options{.growth = true, .region_size = opts_.region_size,
+                         .max_total = opts_.capacity},
+            region_source{this}) {
     static_assert(sizeof(header) == header_size);
     if (!opts_.thresholds.valid())
         throw std::invalid_argument("memkit::managed_heap: pressure thresholds out of order");
     if (!(opts_.pressure_hysteresis >= 0.0 && opts_.pressure_hysteresis < opts_.thresholds.medium))
         throw std::invalid_argument("memkit::managed_heap: pressure_hysteresis outside [0, medium)");
+    if (opts_.auto_collect_interval.count() < 0 || opts_.collect_budget.count() < 0)
+        throw std::invalid_argument(
+            "memkit::managed_heap: auto_collect_interval and collect_budget must not be negative");
     const double cap = static_cast<double>(opts_.capacity);
     const double t[3] = {opts_.thresholds.medium, opts_.thresholds.high, opts_.thresholds.critical};
     for (int i = 0; i < 3; ++i) {
@@ -86,40 +169,42 @@ managed_heap::managed_heap(managed_heap_options opts)
     }
     hysteresis_bytes_ = static_cast<std::size_t>(opts_.pressure_hysteresis * cap);
     recompute_pressure_bounds();
+    if (opts_.collect_on_critical) action_level_ = 3;
+    if (opts_.auto_collect)
+        action_level_ = std::min(action_level_, static_cast<unsigned>(opts_.auto_collect_level));
+    level_since_ = now();
     callbacks_ = std::make_shared<const std::vector<std::pair<std::uint64_t, pressure_callback>>>();
     observers_ = std::make_shared<const observer_list>();
-    slots_.push_back(std::make_unique<owner_rec>(owner_id{}, "default", unlimited, nullptr));
-    generations_.push_back(0);
+    slots_.push_back({std::make_unique<owner_rec>(owner_id{}, "default", unlimited, nullptr), 0});
     owner_count_ = 1;
 }
 
-managed_heap::~managed_heap() {
-    // The blocks go with the tlsf regions; give their bytes back so that no budget is destroyed
-    // holding bytes, then destroy children before parents.
-    std::vector<owner_rec*> all;
-    for (auto& s : slots_)
-        if (s) {
-            if (s->self_bytes != 0) s->budget.release(s->self_bytes);
-            all.push_back(s.get());
-        }
-    std::sort(all.begin(), all.end(),
-              [](const owner_rec* a, const owner_rec* b) { return a->depth > b->depth; });
-    for (owner_rec* o : all) slots_[o->id.value & 0xffffffffu].reset();
+// The blocks go with the regions (released by the tlsf heap's destructor through
+// release_region); the owner records with the slots.
+managed_heap::~managed_heap() = default;
+
+managed_heap::clock_type::time_point managed_heap::now() const noexcept {
+    return opts_.clock ? opts_.clock() : clock_type::now();
 }
 
 // --- owners -------------------------------------------------------------------------------
 
-managed_heap::owner_rec& managed_heap::find(owner_id id) const {
+managed_heap::owner_rec* managed_heap::lookup(owner_id id) const noexcept {
     const std::uint64_t idx = id.value & 0xffffffffu;
-    const std::uint64_t gen = id.value >> 32;
-    if (idx >= slots_.size() || !slots_[idx] || generations_[idx] != gen)
-        throw std::invalid_argument("memkit::managed_heap: unknown owner");
-    return *slots_[idx];
+    if (MEMKIT_UNLIKELY(idx >= slots_.size())) return nullptr;
+    const slot& s = slots_[idx];
+    return s.generation == (id.value >> 32) ? s.rec.get() : nullptr;
+}
+
+managed_heap::owner_rec& managed_heap::find(owner_id id) const {
+    owner_rec* o = lookup(id);
+    if (o == nullptr) throw std::invalid_argument("memkit::managed_heap: unknown owner");
+    return *o;
 }
 
 owner_id managed_heap::create_owner(std::string_view owner_name, std::size_t limit,
                                     std::optional<owner_id> parent) {
-    std::lock_guard lock(mutex_);
+    lock_guard lock(lock_);
     owner_rec* p = nullptr;
     if (parent) {
         p = &find(*parent);
@@ -132,11 +217,12 @@ owner_id managed_heap::create_owner(std::string_view owner_name, std::size_t lim
     } else {
         if (slots_.size() >= 0xffffffffu)
             throw std::length_error("memkit::managed_heap: too many owners");
+        // Room for every slot in free_slots_, so that removing an owner never allocates.
+        free_slots_.reserve(slots_.size() + 1);
         idx = static_cast<std::uint32_t>(slots_.size());
         slots_.emplace_back();
-        generations_.push_back(0);
     }
-    const owner_id id{(std::uint64_t{generations_[idx]} << 32) | idx};
+    const owner_id id{(std::uint64_t{slots_[idx].generation} << 32) | idx};
     auto rec = std::make_unique<owner_rec>(id, owner_name, limit, p);
     if (!free_slots_.empty()) free_slots_.pop_back();
     if (p != nullptr) {
@@ -144,40 +230,77 @@ owner_id managed_heap::create_owner(std::string_view owner_name, std::size_t lim
         if (p->first_child != nullptr) p->first_child->prev_sibling = rec.get();
         p->first_child = rec.get();
     }
-    slots_[idx] = std::move(rec);
+    slots_[idx].rec = std::move(rec);
     ++owner_count_;
     return id;
 }
 
-void managed_heap::maybe_remove(owner_rec* o) noexcept {
-    while (o != nullptr && o->retired && o->blocks == nullptr && o->first_child == nullptr) {
+void managed_heap::retired_unlink(owner_rec& o) noexcept {
+    if (!o.in_retired_list) return;
+    if (o.retired_prev != nullptr) o.retired_prev->retired_next = o.retired_next;
+    else retired_head_ = o.retired_next;
+    if (o.retired_next != nullptr) o.retired_next->retired_prev = o.retired_prev;
+    o.retired_prev = o.retired_next = nullptr;
+    o.in_retired_list = false;
+}
+
+void managed_heap::dirty_link(owner_rec& o) noexcept {
+    o.dirty_next = nullptr;
+    o.dirty_prev = dirty_tail_;
+    if (dirty_tail_ != nullptr) dirty_tail_->dirty_next = &o;
+    else dirty_head_ = &o;
+    dirty_tail_ = &o;
+}
+
+void managed_heap::dirty_unlink(owner_rec& o) noexcept {
+    if (o.dirty_prev != nullptr) o.dirty_prev->dirty_next = o.dirty_next;
+    else dirty_head_ = o.dirty_next;
+    if (o.dirty_next != nullptr) o.dirty_next->dirty_prev = o.dirty_prev;
+    else dirty_tail_ = o.dirty_prev;
+    o.dirty_prev = o.dirty_next = nullptr;
+}
+
+bool managed_heap::remove_if_done(owner_rec* o) noexcept {
+    if (!o->retired || o->holds_blocks()) return false;
+    retired_unlink(*o);
+    if (o->first_child != nullptr) return false;
+    if (owner_rec* const p = o->parent; p != nullptr) {
+        if (o->prev_sibling != nullptr) o->prev_sibling->next_sibling = o->next_sibling;
+        else p->first_child = o->next_sibling;
+        if (o->next_sibling != nullptr) o->next_sibling->prev_sibling = o->prev_sibling;
+    }
+    const std::uint64_t idx = o->id.value & 0xffffffffu;
+    slots_[idx].rec.reset();
+    ++slots_[idx].generation;
+    // The slot table only grows with create_owner, which reserved room for this push.
+    free_slots_.push_back(static_cast<std::uint32_t>(idx));
+    --owner_count_;
+    return true;
+}
+
+void managed_heap::settle(owner_rec* o) noexcept {
+    while (o != nullptr) {
         owner_rec* const p = o->parent;
-        if (p != nullptr) {
-            if (o->prev_sibling != nullptr) o->prev_sibling->next_sibling = o->next_sibling;
-            else p->first_child = o->next_sibling;
-            if (o->next_sibling != nullptr) o->next_sibling->prev_sibling = o->prev_sibling;
-        }
-        if (const auto it = std::find(unreferenced_.begin(), unreferenced_.end(), o->id);
-            it != unreferenced_.end())
-            unreferenced_.erase(it);
-        const std::uint64_t idx = o->id.value & 0xffffffffu;
-        slots_[idx].reset();
-        ++generations_[idx];
-        free_slots_.push_back(static_cast<std::uint32_t>(idx));
-        --owner_count_;
+        if (!remove_if_done(o)) return;
         o = p;
     }
 }
 
 void managed_heap::retire_owner(owner_id id) {
-    std::lock_guard lock(mutex_);
+    lock_guard lock(lock_);
     owner_rec& o = find(id);
     if (o.id == owner_id{})
         throw std::invalid_argument("memkit::managed_heap: the default owner cannot be retired");
     if (o.retired) return;
     o.retired = true;
-    if (o.blocks != nullptr) unreferenced_.push_back(o.id); // for collect()
-    maybe_remove(&o);
+    if (o.holds_blocks()) { // for the unreferenced strategy
+        o.retired_prev = nullptr;
+        o.retired_next = retired_head_;
+        if (retired_head_ != nullptr) retired_head_->retired_prev = &o;
+        retired_head_ = &o;
+        o.in_retired_list = true;
+    }
+    settle(&o);
 }
 
 std::size_t managed_heap::free_subtree(owner_rec& root,
@@ -207,55 +330,31 @@ std::size_t managed_heap::free_owner(owner_id id) {
     pending_event ev;
     std::size_t freed;
     {
-        std::lock_guard lock(mutex_);
+        lock_guard lock(lock_);
         owner_rec& o = find(id);
+        // The subtree, parents before children (this may throw, before anything changed).
+        std::vector<owner_rec*> order;
+        order.push_back(&o);
+        std::size_t n = 0;
+        for (std::size_t i = 0; i < order.size(); ++i) {
+            n += order[i]->self_blocks;
+            for (owner_rec* c = order[i]->first_child; c != nullptr; c = c->next_sibling)
+                order.push_back(c);
+        }
         if (MEMKIT_UNLIKELY(observing_)) {
-            // Reserve first (this may throw) so that free_subtree can log without failing.
-            std::size_t n = 0;
-            std::vector<owner_rec*> todo{&o};
-            while (!todo.empty()) {
-                owner_rec* r = todo.back();
-                todo.pop_back();
-                n += r->self_blocks;
-                for (owner_rec* c = r->first_child; c != nullptr; c = c->next_sibling)
-                    todo.push_back(c);
-            }
-            ev.freed.reserve(n);
+            ev.freed.reserve(n); // so that free_subtree can log without failing
             observe(ev);
         }
         freed = free_subtree(o, ev.observers != nullptr ? &ev.freed : nullptr);
-        // Retired owners of the subtree that are now empty go away, leaves first.
-        std::vector<owner_rec*> order;
-        order.push_back(&o);
-        for (std::size_t i = 0; i < order.size(); ++i)
-            for (owner_rec* c = order[i]->first_child; c != nullptr; c = c->next_sibling)
-                order.push_back(c);
+        // Retired owners of the subtree that are now empty go away, leaves first; then the
+        // retired ancestors that this emptied.
         owner_rec* const above = o.parent;
         bool root_gone = false;
         for (auto it = order.rbegin(); it != order.rend(); ++it) {
-            owner_rec* r = *it;
-            if (r->retired && r->first_child == nullptr) {
-                if (r == &o) root_gone = true;
-                r->retired = true;
-                // Remove r only (its parent is handled in this loop or below).
-                owner_rec* const keep_parent = r->parent;
-                r->parent = nullptr;
-                if (keep_parent != nullptr) {
-                    if (r->prev_sibling != nullptr) r->prev_sibling->next_sibling = r->next_sibling;
-                    else keep_parent->first_child = r->next_sibling;
-                    if (r->next_sibling != nullptr) r->next_sibling->prev_sibling = r->prev_sibling;
-                }
-                if (const auto u = std::find(unreferenced_.begin(), unreferenced_.end(), r->id);
-                    u != unreferenced_.end())
-                    unreferenced_.erase(u);
-                const std::uint64_t idx = r->id.value & 0xffffffffu;
-                slots_[idx].reset();
-                ++generations_[idx];
-                free_slots_.push_back(static_cast<std::uint32_t>(idx));
-                --owner_count_;
-            }
+            const bool is_root = *it == &o;
+            if (remove_if_done(*it) && is_root) root_gone = true;
         }
-        if (root_gone) maybe_remove(above);
+        if (root_gone) settle(above);
         check_pressure(ev);
     }
     if (ev.pending()) deliver(ev);
@@ -263,29 +362,27 @@ std::size_t managed_heap::free_owner(owner_id id) {
 }
 
 void managed_heap::set_owner_limit(owner_id id, std::size_t limit) {
-    std::lock_guard lock(mutex_);
-    owner_rec& o = find(id);
-    o.budget.set_limits(limit, memory_budget::unlimited);
+    lock_guard lock(lock_);
+    find(id).limit = limit;
 }
 
 bool managed_heap::owner_exists(owner_id id) const {
-    std::lock_guard lock(mutex_);
-    const std::uint64_t idx = id.value & 0xffffffffu;
-    return idx < slots_.size() && slots_[idx] && generations_[idx] == (id.value >> 32);
+    lock_guard lock(lock_);
+    return lookup(id) != nullptr;
 }
 
 std::size_t managed_heap::owner_usage(owner_id id) const {
-    std::lock_guard lock(mutex_);
-    return find(id).budget.used();
+    lock_guard lock(lock_);
+    return find(id).usage;
 }
 
 std::size_t managed_heap::owner_peak(owner_id id) const {
-    std::lock_guard lock(mutex_);
-    return find(id).budget.peak();
+    lock_guard lock(lock_);
+    return find(id).peak;
 }
 
 std::vector<owner_block> managed_heap::owner_allocations(owner_id id) const {
-    std::lock_guard lock(mutex_);
+    lock_guard lock(lock_);
     const owner_rec& o = find(id);
     std::vector<owner_block> out;
     out.reserve(o.self_blocks);
@@ -294,36 +391,37 @@ std::vector<owner_block> managed_heap::owner_allocations(owner_id id) const {
 }
 
 owner_stats managed_heap::owner_info(owner_id id) const {
-    std::lock_guard lock(mutex_);
+    lock_guard lock(lock_);
     const owner_rec& o = find(id);
-    owner_stats s{o.name,       o.budget.used(), o.budget.peak(), o.budget.hard_limit(),
-                  o.self_bytes, o.self_blocks,   std::nullopt,    o.retired};
+    owner_stats s{o.name,       o.usage,       o.peak,       o.limit,
+                  o.self_bytes, o.self_blocks, std::nullopt, o.retired,
+                  o.deferred_blocks, o.deferred_bytes};
     if (o.parent != nullptr) s.parent = o.parent->id;
     return s;
 }
 
 // --- blocks -------------------------------------------------------------------------------
 
-void* managed_heap::allocate_locked(std::size_t size, owner_rec& o, std::size_t align,
-                                    pending_event& ev, bool& limit_refused) noexcept {
-    if (MEMKIT_UNLIKELY(!o.budget.try_reserve(size))) {
-        limit_refused = true;
-        ++failures_;
-        return nullptr;
+// Checks every level first, so that a refusal changes nothing (peaks included).
+MEMKIT_ALWAYS_INLINE bool managed_heap::charge(owner_rec& o, std::size_t size) noexcept {
+    for (const owner_rec* r = &o; r != nullptr; r = r->parent) {
+        const std::size_t room = r->limit > r->usage ? r->limit - r->usage : 0;
+        if (MEMKIT_UNLIKELY(size > room)) return false;
     }
-    // Above 16, the header goes at the end of `pad` bytes that keep the payload aligned.
-    const std::size_t pad = align <= granule ? header_size : std::max<std::size_t>(align, 64);
-    void* raw = heap_.try_allocate(pad + size, align <= granule ? granule : align);
-    if (MEMKIT_UNLIKELY(raw == nullptr) && (deferred_count_ != 0 || !unreferenced_.empty())) {
-        // Reclaim the garbage before reporting the heap full.
-        collect_some(std::numeric_limits<std::size_t>::max(), ev);
-        raw = heap_.try_allocate(pad + size, align <= granule ? granule : align);
+    for (owner_rec* r = &o; r != nullptr; r = r->parent) {
+        r->usage += size;
+        r->peak = r->usage > r->peak ? r->usage : r->peak;
     }
-    if (MEMKIT_UNLIKELY(raw == nullptr)) {
-        o.budget.release(size);
-        ++failures_;
-        return nullptr;
-    }
+    return true;
+}
+
+MEMKIT_ALWAYS_INLINE void managed_heap::uncharge(owner_rec& o, std::size_t size) noexcept {
+    for (owner_rec* r = &o; r != nullptr; r = r->parent) r->usage -= size;
+}
+
+MEMKIT_ALWAYS_INLINE void* managed_heap::commit_block(void* raw, std::size_t pad,
+                                                      std::size_t size, std::size_t align,
+                                                      owner_rec& o) noexcept {
     auto* h = reinterpret_cast<header*>(static_cast<std::byte*>(raw) + pad - header_size);
     h->prev = nullptr;
     h->next = o.blocks;
@@ -337,87 +435,181 @@ void* managed_heap::allocate_locked(std::size_t size, owner_rec& o, std::size_t 
     o.self_bytes += size;
     ++o.self_blocks;
     used_ += size;
-    if (used_ > peak_) peak_ = used_;
+    peak_ = used_ > peak_ ? used_ : peak_;
     ++blocks_;
     ++allocations_;
-    check_pressure(ev);
-    if (MEMKIT_UNLIKELY(level_ == pressure_level::critical) && opts_.collect_on_critical &&
-        deferred_count_ != 0)
-        collect_some(std::numeric_limits<std::size_t>::max(), ev);
     return h->payload();
+}
+
+// Nothing unusual can happen: no observer, and no level from which an allocation may collect
+// (or nothing to collect).
+MEMKIT_ALWAYS_INLINE bool managed_heap::quiet() const noexcept {
+    return !observing_ && (static_cast<unsigned>(level_) < action_level_ || !collectable());
+}
+
+// The common case in one short critical section; nullptr sends the caller to allocate_slow,
+// which starts over (nothing has changed then).
+MEMKIT_ALWAYS_INLINE void* managed_heap::allocate_fast(std::size_t size, owner_id owner,
+                                                       std::size_t align) noexcept {
+    lock_.lock();
+    owner_rec* const o = lookup(owner);
+    // (Two tests: with charge() inside the unlikely one, GCC moves the charge to a cold clone.)
+    if (MEMKIT_UNLIKELY(!quiet() || o == nullptr || o->retired)) {
+        lock_.unlock();
+        return nullptr;
+    }
+    const bool charged = charge(*o, size);
+    if (MEMKIT_UNLIKELY(!charged)) {
+        lock_.unlock();
+        return nullptr;
+    }
+    // Above 16, the header goes at the end of `pad` bytes that keep the payload aligned.
+    const bool small = align <= granule;
+    const std::size_t pad = small ? header_size : std::max<std::size_t>(align, 64);
+    void* const raw = heap_.try_allocate(pad + size, small ? granule : align);
+    if (MEMKIT_UNLIKELY(raw == nullptr)) {
+        uncharge(*o, size);
+        lock_.unlock();
+        return nullptr;
+    }
+    void* const p = commit_block(raw, pad, size, align, *o);
+    const bool level_rose = heap_.stats().bytes_in_use >= up_;
+    lock_.unlock();
+    if (MEMKIT_UNLIKELY(level_rose)) after_level_change(true);
+    return p;
+}
+
+// A fast path moved heap_bytes across a threshold: report the new level (and, after an
+// allocation, collect if the level calls for it). Another thread may have moved the level since;
+// this reports what it is now.
+void managed_heap::after_level_change(bool allocation) noexcept {
+    pending_event ev;
+    {
+        lock_guard lock(lock_);
+        if (allocation) after_allocation(ev);
+        else check_pressure(ev);
+    }
+    finish(ev);
+}
+
+void* managed_heap::allocate_locked(std::size_t size, owner_rec& o, std::size_t align,
+                                    pending_event& ev, bool& limit_refused) noexcept {
+    if (MEMKIT_UNLIKELY(!charge(o, size))) {
+        limit_refused = true;
+        ++failures_;
+        return nullptr;
+    }
+    const bool small = align <= granule;
+    const std::size_t pad = small ? header_size : std::max<std::size_t>(align, 64);
+    void* raw = heap_.try_allocate(pad + size, small ? granule : align);
+    if (MEMKIT_UNLIKELY(raw == nullptr) && collectable()) {
+        // Reclaim the garbage before reporting the heap full.
+        collect_some(collect_strategy::all(), std::numeric_limits<std::size_t>::max(), ev);
+        raw = heap_.try_allocate(pad + size, small ? granule : align);
+    }
+    if (MEMKIT_UNLIKELY(raw == nullptr)) {
+        uncharge(o, size);
+        ++failures_;
+        return nullptr;
+    }
+    void* const p = commit_block(raw, pad, size, align, o);
+    after_allocation(ev);
+    return p;
+}
+
+// After a successful allocation, lock held: the pressure level, and the automatic collections.
+void managed_heap::after_allocation(pending_event& ev) noexcept {
+    check_pressure(ev);
+    if (MEMKIT_LIKELY(static_cast<unsigned>(level_) < action_level_ || !collectable())) return;
+    if (level_ == pressure_level::critical && opts_.collect_on_critical) {
+        // The emergency: everything, now, whatever the interval.
+        collect_some(collect_strategy::all(), std::numeric_limits<std::size_t>::max(), ev);
+        auto_collected_ = true;
+        last_auto_collect_ = now();
+        ++automatic_collections_;
+        return;
+    }
+    if (!opts_.auto_collect || level_ < opts_.auto_collect_level) return;
+    const auto t = now();
+    if (auto_collected_ && t - last_auto_collect_ < opts_.auto_collect_interval) return;
+    auto_collected_ = true;
+    last_auto_collect_ = t;
+    ++automatic_collections_;
+    ev.auto_collect = true; // budgeted, after the lock is released
+}
+
+void managed_heap::finish(pending_event& ev) noexcept {
+    if (ev.pending()) deliver(ev);
+    if (MEMKIT_UNLIKELY(ev.auto_collect)) {
+        try {
+            (void)collect_budgeted(opts_.default_strategy, opts_.collect_budget);
+        } catch (...) { // NOLINT(bugprone-empty-catch): owner(id) of a removed owner: nothing
+        }
+    }
+}
+
+void* managed_heap::allocate_slow(std::size_t size, owner_id owner, std::size_t align,
+                                  bool throwing) {
+    pending_event ev;
+    void* p;
+    {
+        lock_guard lock(lock_);
+        owner_rec* const o = lookup(owner);
+        if (MEMKIT_UNLIKELY(o == nullptr || o->retired)) {
+            if (!throwing) return nullptr;
+            if (o == nullptr) throw std::invalid_argument("memkit::managed_heap: unknown owner");
+            throw std::invalid_argument("memkit::managed_heap: allocation for a retired owner");
+        }
+        bool limit_refused = false;
+        p = allocate_locked(size, *o, align, ev, limit_refused);
+        if (MEMKIT_UNLIKELY(p == nullptr)) {
+            ev.failed = true;
+            ev.failure = refusal(size, *o, align, limit_refused);
+        }
+        if (MEMKIT_UNLIKELY(observing_)) {
+            observe(ev);
+            if (p != nullptr) {
+                ev.allocated = true;
+                ev.block = {o->id, p, size};
+            }
+        }
+    }
+    // Events first, then the exception, so that neither is lost.
+    finish(ev);
+    if (MEMKIT_UNLIKELY(p == nullptr) && throwing) throw_refusal(ev.failure);
+    return p;
 }
 
 void* managed_heap::try_allocate(std::size_t size, owner_id owner, std::size_t align) noexcept {
     if (MEMKIT_UNLIKELY(size - 1 >= max_size() || align - 1 >= max_alignment ||
                         (align & (align - 1)) != 0))
         return nullptr;
-    pending_event ev;
-    void* p;
-    {
-        std::lock_guard lock(mutex_);
-        const std::uint64_t idx = owner.value & 0xffffffffu;
-        if (MEMKIT_UNLIKELY(idx >= slots_.size() || !slots_[idx] ||
-                            generations_[idx] != (owner.value >> 32) || slots_[idx]->retired))
-            return nullptr;
-        bool limit_refused = false;
-        owner_rec& o = *slots_[idx];
-        p = allocate_locked(size, o, align, ev, limit_refused);
-        if (MEMKIT_UNLIKELY(observing_)) {
-            observe(ev);
-            if (p != nullptr) {
-                ev.allocated = true;
-                ev.block = {o.id, p, size};
-            } else {
-                ev.failed = true;
-                ev.failure = refusal(size, o, align, limit_refused);
-            }
-        }
+    if (void* p = allocate_fast(size, owner, align); MEMKIT_LIKELY(p != nullptr)) return p;
+    try {
+        return allocate_slow(size, owner, align, false);
+    } catch (...) { // std::bad_alloc while recording an event: report the failure as nullptr
+        return nullptr;
     }
-    if (MEMKIT_UNLIKELY(ev.pending())) deliver(ev);
-    return p;
 }
 
 void* managed_heap::allocate(std::size_t size, owner_id owner, std::size_t align) {
     if (MEMKIT_UNLIKELY(size - 1 >= max_size() || align - 1 >= max_alignment ||
                         (align & (align - 1)) != 0))
         throw_bad_request(name, size, align, max_size(), max_alignment);
-    pending_event ev;
-    void* p;
-    {
-        std::lock_guard lock(mutex_);
-        owner_rec& o = find(owner);
-        if (MEMKIT_UNLIKELY(o.retired))
-            throw std::invalid_argument("memkit::managed_heap: allocation for a retired owner");
-        bool limit_refused = false;
-        p = allocate_locked(size, o, align, ev, limit_refused);
-        if (MEMKIT_UNLIKELY(p == nullptr)) {
-            ev.failed = true;
-            ev.failure = refusal(size, o, align, limit_refused);
-        }
-        if (MEMKIT_UNLIKELY(observing_)) {
-            observe(ev);
-            if (p != nullptr) {
-                ev.allocated = true;
-                ev.block = {o.id, p, size};
-            }
-        }
-    }
-    // Events first, then the exception, so that neither is lost.
-    if (MEMKIT_UNLIKELY(ev.pending())) deliver(ev);
-    if (MEMKIT_UNLIKELY(p == nullptr)) throw_refusal(ev.failure);
-    return p;
+    if (void* p = allocate_fast(size, owner, align); MEMKIT_LIKELY(p != nullptr)) return p;
+    return allocate_slow(size, owner, align, true);
 }
 
 heap_out_of_memory_event managed_heap::refusal(std::size_t size, owner_rec& o,
                                                std::size_t align, bool limit_refused) const {
     if (limit_refused) {
-        // Budgets change only under our lock, so the level that refused is still over.
+        // Usage changes only under our lock, so the level that refused is still over.
         for (owner_rec* r = &o; r != nullptr; r = r->parent) {
-            const std::size_t lim = r->budget.hard_limit(), u = r->budget.used();
+            const std::size_t lim = r->limit, u = r->usage;
             if (u > lim || lim - u < size)
                 return {o.id, size, align, true, r->id, lim > u ? lim - u : 0, u, lim};
         }
-        return {o.id, size, align, true, o.id, 0, o.budget.used(), o.budget.hard_limit()};
+        return {o.id, size, align, true, o.id, 0, o.usage, o.limit};
     }
     return {o.id,         size, align, false, owner_id{}, available_locked(),
             heap_.stats().bytes_in_use, opts_.capacity};
@@ -440,12 +632,12 @@ std::size_t managed_heap::available_locked() const noexcept {
     return largest > header_size ? largest - header_size : 0;
 }
 
-void managed_heap::release_block(header* h) noexcept {
+MEMKIT_ALWAYS_INLINE void managed_heap::release_block(header* h) noexcept {
     h->canary = freed_key ^ addr(h);
-    heap_.deallocate(h->raw(), h->pad + h->size, h->align);
+    heap_.deallocate(h->raw(), h->pad + h->size, h->align <= granule ? granule : h->align);
 }
 
-void managed_heap::free_block(header* h, bool defer) noexcept {
+MEMKIT_ALWAYS_INLINE void managed_heap::free_block(header* h, bool defer) noexcept {
     owner_rec& o = *h->owner;
     if (h->prev != nullptr) h->prev->next = h->next;
     else o.blocks = h->next;
@@ -453,129 +645,90 @@ void managed_heap::free_block(header* h, bool defer) noexcept {
     const std::size_t size = h->size;
     o.self_bytes -= size;
     --o.self_blocks;
-    o.budget.release(size);
+    uncharge(o, size);
     used_ -= size;
     --blocks_;
     ++deallocations_;
     if (!defer) return release_block(h);
     h->canary = deferred_key ^ addr(h);
-    h->owner = nullptr;
     h->next = nullptr;
-    h->prev = deferred_tail_;
-    if (deferred_tail_ != nullptr) deferred_tail_->next = h;
-    else deferred_head_ = h;
-    deferred_tail_ = h;
+    h->prev = o.deferred_tail;
+    if (o.deferred_tail != nullptr) o.deferred_tail->next = h;
+    else {
+        o.deferred_head = h;
+        dirty_link(o);
+    }
+    o.deferred_tail = h;
+    ++o.deferred_blocks;
+    o.deferred_bytes += size;
     ++deferred_count_;
     deferred_bytes_ += size;
 }
 
-collect_result managed_heap::collect_some(std::size_t max_blocks,
-                                                        pending_event& ev) noexcept {
-    const bool timed = observing_;
-    const auto start = timed ? std::chrono::steady_clock::now()
-                             : std::chrono::steady_clock::time_point{};
-    collect_result r;
-    while (deferred_head_ != nullptr && r.blocks < max_blocks) {
-        header* h = deferred_head_;
-        deferred_head_ = h->next;
-        if (deferred_head_ != nullptr) deferred_head_->prev = nullptr;
-        else deferred_tail_ = nullptr;
-        --deferred_count_;
-        deferred_bytes_ -= h->size;
-        ++r.blocks;
-        r.bytes += h->size;
-        release_block(h);
+// The oldest block of o's quarantine goes back to the tlsf heap.
+void managed_heap::release_deferred(owner_rec& o, collect_result& r) noexcept {
+    header* const h = o.deferred_head;
+    o.deferred_head = h->next;
+    if (o.deferred_head != nullptr) o.deferred_head->prev = nullptr;
+    else {
+        o.deferred_tail = nullptr;
+        dirty_unlink(o);
     }
-    // "Unreferenced": the blocks of retired owners.
-    while (!unreferenced_.empty() && r.blocks < max_blocks) {
-        const owner_id id = unreferenced_.back();
-        const std::uint64_t idx = id.value & 0xffffffffu;
-        owner_rec* o = idx < slots_.size() && slots_[idx] && generations_[idx] == (id.value >> 32)
-                           ? slots_[idx].get()
-                           : nullptr;
-        if (o == nullptr) {
-            unreferenced_.pop_back();
-            continue;
-        }
-        while (o->blocks != nullptr && r.blocks < max_blocks) {
-            ++r.blocks;
-            r.bytes += o->blocks->size;
-            free_block(o->blocks, false);
-        }
-        if (o->blocks == nullptr) {
-            unreferenced_.pop_back();
-            maybe_remove(o);
-        }
-    }
-    r.complete = deferred_head_ == nullptr && unreferenced_.empty();
-    if (MEMKIT_UNLIKELY(timed) && r.blocks != 0) {
-        observe(ev);
-        ++ev.collections;
-        ev.collected_blocks += r.blocks;
-        ev.collected_bytes += r.bytes;
-        ev.pause += std::chrono::duration_cast<std::chrono::nanoseconds>(
-            std::chrono::steady_clock::now() - start);
-    }
-    check_pressure(ev);
-    return r;
+    --o.deferred_blocks;
+    o.deferred_bytes -= h->size;
+    --deferred_count_;
+    deferred_bytes_ -= h->size;
+    ++r.blocks;
+    r.bytes += h->size;
+    release_block(h);
 }
 
-bool managed_heap::should_collect() const {
-    std::lock_guard lock(mutex_);
-    return deferred_count_ >= opts_.collect_threshold || !unreferenced_.empty();
-}
-
-collect_result managed_heap::collect() {
-    pending_event ev;
-    collect_result r;
-    {
-        std::lock_guard lock(mutex_);
-        r = collect_some(std::numeric_limits<std::size_t>::max(), ev);
-    }
-    if (ev.pending()) deliver(ev);
-    return r;
-}
-
-collect_result managed_heap::collect(std::chrono::nanoseconds budget) {
-    constexpr std::size_t batch = 32;
-    const auto start = std::chrono::steady_clock::now();
-    collect_result total;
-    while (true) {
-        pending_event ev;
-        collect_result r;
-        {
-            std::lock_guard lock(mutex_);
-            r = collect_some(batch, ev);
-        }
-        if (ev.pending()) deliver(ev);
-        total.blocks += r.blocks;
-        total.bytes += r.bytes;
-        total.complete = r.complete;
-        if (r.complete || std::chrono::steady_clock::now() - start >= budget) break;
-    }
-    return total;
+// The live block whose payload starts at p, or nullptr. The whole header must lie in one region
+// (a payload may start at a region's end marker: the tlsf heap lends each block the first word
+// of the next), so that reading it is safe whatever p is.
+MEMKIT_ALWAYS_INLINE managed_heap::header* managed_heap::live_header(const void* p) const noexcept {
+    const std::uintptr_t a = addr(p);
+    if (MEMKIT_UNLIKELY(a % granule != 0 || a < header_size || !in_regions(a - header_size, a)))
+        return nullptr;
+    auto* h = reinterpret_cast<header*>(a - header_size);
+    return MEMKIT_LIKELY(h->canary == (live_key ^ addr(h))) ? h : nullptr;
 }
 
 void managed_heap::deallocate(void* p) {
     if (p == nullptr) return;
+    lock_.lock();
+    header* const h = live_header(p);
+    if (MEMKIT_LIKELY(h != nullptr && !observing_)) {
+        owner_rec* const o = h->owner;
+        free_block(h, opts_.defer_frees);
+        if (MEMKIT_UNLIKELY(o->retired)) settle(o);
+        const bool level_fell = heap_.stats().bytes_in_use < down_;
+        lock_.unlock();
+        if (MEMKIT_UNLIKELY(level_fell)) after_level_change(false);
+        return;
+    }
+    lock_.unlock();
+    deallocate_slow(p); // an observer to tell, or an error to report
+}
+
+void managed_heap::deallocate_slow(void* p) {
     pending_event ev;
     {
-        std::lock_guard lock(mutex_);
-        // A payload may start at a region's sentinel (the tlsf heap lends a block the first word
-        // of the next block), so the header, not the payload, is what must lie in a region:
-        // both its first word and the canary's.
-        if (MEMKIT_UNLIKELY(addr(p) % granule != 0 || !heap_.owns(minus(p, header_size)) ||
-                            !heap_.owns(minus(p, 16))))
+        lock_guard lock(lock_);
+        header* const h = live_header(p);
+        if (MEMKIT_UNLIKELY(h == nullptr)) {
+            const std::uintptr_t a = addr(p);
+            if (a % granule == 0 && a >= header_size && in_regions(a - header_size, a)) {
+                const auto* g = reinterpret_cast<const header*>(a - header_size);
+                if (g->canary == (freed_key ^ addr(g)) || g->canary == (deferred_key ^ addr(g)))
+                    throw invalid_address(p, errc::double_free,
+                                          "memkit::managed_heap: block freed twice");
+                throw invalid_address(p, errc::not_owned,
+                                      "memkit::managed_heap: deallocate of a pointer that is not "
+                                      "the start of a live block");
+            }
             throw invalid_address(p, errc::not_owned,
                                   "memkit::managed_heap: deallocate of a pointer not from this heap");
-        auto* h = reinterpret_cast<header*>(static_cast<std::byte*>(p) - header_size);
-        if (MEMKIT_UNLIKELY(h->canary != (live_key ^ addr(h)))) {
-            if (h->canary == (freed_key ^ addr(h)) || h->canary == (deferred_key ^ addr(h)))
-                throw invalid_address(p, errc::double_free,
-                                      "memkit::managed_heap: block freed twice");
-            throw invalid_address(p, errc::not_owned,
-                                  "memkit::managed_heap: deallocate of a pointer that is not the "
-                                  "start of a live block");
         }
         owner_rec* const o = h->owner;
         if (MEMKIT_UNLIKELY(observing_)) {
@@ -583,28 +736,23 @@ void managed_heap::deallocate(void* p) {
             ev.block = {o->id, p, h->size};
         }
         free_block(h, opts_.defer_frees);
-        if (MEMKIT_UNLIKELY(o->retired) && o->blocks == nullptr) maybe_remove(o);
+        if (MEMKIT_UNLIKELY(o->retired)) settle(o);
         check_pressure(ev);
     }
     if (MEMKIT_UNLIKELY(ev.pending())) deliver(ev);
 }
 
 managed_heap::header* managed_heap::checked_block(const void* p) const {
-    if (MEMKIT_UNLIKELY(p == nullptr || addr(p) % granule != 0 ||
-                        !heap_.owns(minus(p, header_size)) || !heap_.owns(minus(p, 16))))
-        throw invalid_address(p, errc::not_owned,
-                              "memkit::managed_heap: access through a pointer not from this heap");
-    auto* h = reinterpret_cast<header*>(const_cast<std::byte*>(static_cast<const std::byte*>(p)) -
-                                        header_size);
-    if (MEMKIT_UNLIKELY(h->canary != (live_key ^ addr(h))))
+    header* const h = live_header(p);
+    if (MEMKIT_UNLIKELY(h == nullptr))
         throw invalid_address(p, errc::not_owned,
                               "memkit::managed_heap: access through a pointer that is not the "
-                              "start of a live block");
+                              "start of a live block of this heap");
     return h;
 }
 
 void managed_heap::read(const void* p, std::size_t offset, std::span<std::byte> out) const {
-    std::lock_guard lock(mutex_);
+    lock_guard lock(lock_);
     const header* h = checked_block(p);
     // Written so that offset + size cannot wrap.
     if (MEMKIT_UNLIKELY(offset > h->size || out.size() > h->size - offset))
@@ -613,7 +761,7 @@ void managed_heap::read(const void* p, std::size_t offset, std::span<std::byte> 
 }
 
 void managed_heap::write(void* p, std::size_t offset, std::span<const std::byte> in) {
-    std::lock_guard lock(mutex_);
+    lock_guard lock(lock_);
     const header* h = checked_block(p);
     if (MEMKIT_UNLIKELY(offset > h->size || in.size() > h->size - offset))
         throw protection_violation(p, offset, in.size(), h->size);
@@ -625,14 +773,15 @@ std::size_t managed_heap::size_of(const void* p) noexcept {
 }
 
 owner_id managed_heap::owner_of(const void* p) const {
-    std::lock_guard lock(mutex_);
+    lock_guard lock(lock_);
     return reinterpret_cast<const header*>(static_cast<const std::byte*>(p) - header_size)
         ->owner->id;
 }
 
 bool managed_heap::owns(const void* p) const {
-    std::lock_guard lock(mutex_);
-    return heap_.owns(p) || heap_.owns(minus(p, 8));
+    lock_guard lock(lock_);
+    // heap_.owns: the block area of a region; a payload may also start on a region's end marker.
+    return heap_.owns(p) || heap_.owns(reinterpret_cast<const void*>(addr(p) - 8));
 }
 
 // --- pressure -----------------------------------------------------------------------------
@@ -666,6 +815,10 @@ void managed_heap::check_pressure(pending_event& ev) noexcept {
     level_ = static_cast<pressure_level>(l);
     recompute_pressure_bounds();
     if (level_ == from) return;
+    const auto t = now();
+    level_time_[static_cast<unsigned>(from)] +=
+        std::chrono::duration_cast<std::chrono::nanoseconds>(t - level_since_);
+    level_since_ = t;
     if (ev.any) { // a second change in one call (free_owner): report one from the first origin
         ev.event.to = level_;
         ev.event.heap_bytes = bytes;
@@ -698,7 +851,7 @@ void managed_heap::deliver(pending_event& ev) noexcept {
 
 void managed_heap::add_observer(std::shared_ptr<heap_observer> o) {
     if (o == nullptr) throw std::invalid_argument("memkit::managed_heap: null observer");
-    std::lock_guard lock(mutex_);
+    lock_guard lock(lock_);
     auto next = std::make_shared<observer_list>(*observers_);
     next->push_back(std::move(o));
     observers_ = std::move(next);
@@ -706,7 +859,7 @@ void managed_heap::add_observer(std::shared_ptr<heap_observer> o) {
 }
 
 bool managed_heap::remove_observer(const std::shared_ptr<heap_observer>& o) {
-    std::lock_guard lock(mutex_);
+    lock_guard lock(lock_);
     const auto it = std::find(observers_->begin(), observers_->end(), o);
     if (it == observers_->end()) return false;
     auto next = std::make_shared<observer_list>(*observers_);
@@ -714,6 +867,159 @@ bool managed_heap::remove_observer(const std::shared_ptr<heap_observer>& o) {
     observing_ = !next->empty();
     observers_ = std::move(next);
     return true;
+}
+
+// --- collection ---------------------------------------------------------------------------
+
+collect_result managed_heap::collect_some(const collect_strategy& s, std::size_t max_steps,
+                                          pending_event& ev) noexcept {
+    const bool timed = observing_;
+    const auto start = timed ? clock_type::now() : clock_type::time_point{};
+    collect_result r;
+    std::size_t steps = 0;
+    // Frees o's live blocks (o is retired: they are garbage).
+    const auto take_live = [&](owner_rec& o) {
+        while (o.blocks != nullptr && steps < max_steps) {
+            ++steps;
+            ++r.blocks;
+            r.bytes += o.blocks->size;
+            free_block(o.blocks, false);
+        }
+    };
+    const auto take_deferred = [&](owner_rec& o) {
+        while (o.deferred_head != nullptr && steps < max_steps) {
+            ++steps;
+            release_deferred(o, r);
+        }
+    };
+    switch (s.which()) {
+    case collect_strategy::kind::all:
+        while (dirty_head_ != nullptr && steps < max_steps) {
+            owner_rec& o = *dirty_head_;
+            take_deferred(o); // leaves the dirty list once its quarantine is empty
+            if (o.deferred_head == nullptr) settle(&o);
+        }
+        while (retired_head_ != nullptr && steps < max_steps) {
+            owner_rec& o = *retired_head_;
+            take_live(o);
+            if (!o.holds_blocks()) settle(&o); // leaves the retired list (or goes)
+        }
+        r.complete = dirty_head_ == nullptr && retired_head_ == nullptr;
+        break;
+    case collect_strategy::kind::unreferenced:
+        while (retired_head_ != nullptr && steps < max_steps) {
+            owner_rec& o = *retired_head_;
+            take_deferred(o);
+            take_live(o);
+            if (!o.holds_blocks()) settle(&o);
+        }
+        r.complete = retired_head_ == nullptr;
+        break;
+    case collect_strategy::kind::owner: {
+        owner_rec* const o = lookup(s.target());
+        if (o == nullptr) break; // gone: nothing left to do (complete)
+        take_deferred(*o);
+        if (o->retired) take_live(*o);
+        r.complete = o->deferred_head == nullptr && (!o->retired || o->blocks == nullptr);
+        if (!o->holds_blocks()) settle(o);
+        break;
+    }
+    case collect_strategy::kind::owners_above: {
+        // A pass over the owners with a quarantine: those passed over move to the tail, marked
+        // with the pass's epoch, so meeting a marked owner at the head means the pass has seen
+        // every owner. A pass goes on across calls with the same threshold (a budgeted
+        // collection, or repeated ones), so that each call resumes where the last one stopped.
+        if (!above_open_ || above_bytes_ != s.bytes()) {
+            above_epoch_ = ++collect_epoch_;
+            above_bytes_ = s.bytes();
+            above_open_ = true;
+        }
+        const std::uint64_t epoch = above_epoch_;
+        while (dirty_head_ != nullptr && dirty_head_->epoch != epoch && steps < max_steps) {
+            owner_rec& o = *dirty_head_;
+            if (o.usage > s.bytes()) {
+                take_deferred(o);
+                if (o.deferred_head == nullptr) settle(&o);
+            } else {
+                ++steps;
+                o.epoch = epoch;
+                if (dirty_tail_ != &o) {
+                    dirty_unlink(o);
+                    dirty_link(o);
+                }
+            }
+        }
+        r.complete = dirty_head_ == nullptr || dirty_head_->epoch == epoch;
+        if (r.complete) above_open_ = false;
+        break;
+    }
+    }
+    if (MEMKIT_UNLIKELY(timed) && r.blocks != 0) {
+        observe(ev);
+        ++ev.collections;
+        ev.collected_blocks += r.blocks;
+        ev.collected_bytes += r.bytes;
+        ev.pause += std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - start);
+    }
+    check_pressure(ev);
+    return r;
+}
+
+bool managed_heap::should_collect() const {
+    lock_guard lock(lock_);
+    return deferred_count_ >= opts_.collect_threshold || retired_head_ != nullptr;
+}
+
+collect_result managed_heap::collect_all_at_once(const collect_strategy& s) {
+    pending_event ev;
+    collect_result r;
+    {
+        lock_guard lock(lock_);
+        if (s.which() == collect_strategy::kind::owner) (void)find(s.target());
+        r = collect_some(s, std::numeric_limits<std::size_t>::max(), ev);
+    }
+    if (ev.pending()) deliver(ev);
+    return r;
+}
+
+collect_result managed_heap::collect_budgeted(const collect_strategy& s,
+                                              std::chrono::nanoseconds budget) {
+    const auto start = clock_type::now();
+    collect_result total;
+    for (bool first = true;; first = false) {
+        pending_event ev;
+        collect_result r;
+        {
+            lock_guard lock(lock_);
+            if (first && s.which() == collect_strategy::kind::owner) (void)find(s.target());
+            r = collect_some(s, batch_steps, ev);
+        }
+        if (ev.pending()) deliver(ev);
+        total.blocks += r.blocks;
+        total.bytes += r.bytes;
+        total.complete = r.complete;
+        if (r.complete || clock_type::now() - start >= budget) break;
+    }
+    return total;
+}
+
+collect_result managed_heap::collect() { return collect_all_at_once(opts_.default_strategy); }
+
+collect_result managed_heap::collect(std::chrono::nanoseconds budget) {
+    return collect_budgeted(opts_.default_strategy, budget);
+}
+
+collect_result managed_heap::collect(const collect_strategy& strategy) {
+    return collect_all_at_once(strategy);
+}
+
+collect_result managed_heap::collect(const collect_strategy& strategy,
+                                     std::chrono::nanoseconds budget) {
+    return collect_budgeted(strategy, budget);
+}
+
+collect_result managed_heap::force_collect() {
+    return collect_all_at_once(collect_strategy::all());
 }
 
 // --- json_lines_observer -------------------------------------------------------------------
@@ -776,12 +1082,12 @@ void json_lines_observer::on_collected(std::size_t blocks, std::size_t bytes,
 }
 
 pressure_level managed_heap::level() const {
-    std::lock_guard lock(mutex_);
+    lock_guard lock(lock_);
     return level_;
 }
 
 std::uint64_t managed_heap::on_pressure_change(pressure_callback f) {
-    std::lock_guard lock(mutex_);
+    lock_guard lock(lock_);
     auto next = std::make_shared<std::vector<std::pair<std::uint64_t, pressure_callback>>>(
         *callbacks_);
     const std::uint64_t id = next_callback_id_++;
@@ -791,7 +1097,7 @@ std::uint64_t managed_heap::on_pressure_change(pressure_callback f) {
 }
 
 bool managed_heap::remove_callback(std::uint64_t id) {
-    std::lock_guard lock(mutex_);
+    lock_guard lock(lock_);
     auto next = std::make_shared<std::vector<std::pair<std::uint64_t, pressure_callback>>>(
         *callbacks_);
     const auto it = std::find_if(next->begin(), next->end(),
@@ -805,42 +1111,56 @@ bool managed_heap::remove_callback(std::uint64_t id) {
 // --- statistics ---------------------------------------------------------------------------
 
 std::size_t managed_heap::used() const {
-    std::lock_guard lock(mutex_);
+    lock_guard lock(lock_);
     return used_;
 }
 std::size_t managed_heap::peak() const {
-    std::lock_guard lock(mutex_);
+    lock_guard lock(lock_);
     return peak_;
 }
 std::size_t managed_heap::heap_bytes() const {
-    std::lock_guard lock(mutex_);
+    lock_guard lock(lock_);
     return heap_.stats().bytes_in_use;
 }
 std::size_t managed_heap::block_count() const {
-    std::lock_guard lock(mutex_);
+    lock_guard lock(lock_);
     return blocks_;
 }
 double managed_heap::fragmentation_ratio() const {
-    std::lock_guard lock(mutex_);
+    lock_guard lock(lock_);
     return heap_.fragmentation_ratio();
 }
 
+std::chrono::nanoseconds managed_heap::time_at_level(pressure_level l) const {
+    lock_guard lock(lock_);
+    auto d = level_time_[static_cast<unsigned>(l) & 3];
+    if (l == level_)
+        d += std::chrono::duration_cast<std::chrono::nanoseconds>(now() - level_since_);
+    return d;
+}
+
 managed_heap_snapshot managed_heap::snapshot() const {
-    std::lock_guard lock(mutex_);
-    return {used_,          peak_,          heap_.stats().bytes_in_use, heap_.capacity(),
-            opts_.capacity, blocks_,        owner_count_,               allocations_,
-            deallocations_, failures_,      deferred_count_,            deferred_bytes_,
-            heap_.fragmentation_ratio(),    level_};
+    lock_guard lock(lock_);
+    managed_heap_snapshot s{used_,          peak_,          heap_.stats().bytes_in_use,
+                            heap_.capacity(), opts_.capacity, blocks_,
+                            owner_count_,   allocations_,   deallocations_,
+                            failures_,      deferred_count_, deferred_bytes_,
+                            heap_.fragmentation_ratio(), level_, automatic_collections_,
+                            level_time_};
+    s.time_at_level[static_cast<unsigned>(level_)] +=
+        std::chrono::duration_cast<std::chrono::nanoseconds>(now() - level_since_);
+    return s;
 }
 
 void managed_heap::validate() const {
-    std::lock_guard lock(mutex_);
+    lock_guard lock(lock_);
     heap_.validate();
     std::size_t total_bytes = 0, total_blocks = 0, total_heap = 0, owners = 0;
-    for (const auto& s : slots_) {
-        if (!s) continue;
+    std::size_t q_blocks = 0, q_bytes = 0, dirty = 0, retired_holding = 0;
+    for (const slot& sl : slots_) {
+        if (!sl.rec) continue;
         ++owners;
-        const owner_rec& o = *s;
+        const owner_rec& o = *sl.rec;
         std::size_t bytes = 0, count = 0;
         const header* prev = nullptr;
         for (header* h = o.blocks; h != nullptr; prev = h, h = h->next) {
@@ -860,31 +1180,51 @@ void managed_heap::validate() const {
         }
         if (bytes != o.self_bytes || count != o.self_blocks)
             throw corruption_detected(name, o.blocks, "owner counters disagree with its list");
+        std::size_t d_bytes = 0, d_count = 0;
+        prev = nullptr;
+        for (header* h = o.deferred_head; h != nullptr; prev = h, h = h->next) {
+            if (!heap_.owns(h) || h->canary != (deferred_key ^ addr(h)) || h->prev != prev ||
+                h->owner != &o)
+                throw corruption_detected(name, h->payload(), "quarantined block header is broken");
+            d_bytes += h->size;
+            ++d_count;
+            total_heap += heap_.usable_size(h->raw());
+            if (d_count > deferred_count_)
+                throw corruption_detected(name, h->payload(), "quarantine has a cycle");
+        }
+        if (d_bytes != o.deferred_bytes || d_count != o.deferred_blocks || prev != o.deferred_tail)
+            throw corruption_detected(name, o.deferred_head, "quarantine counters disagree");
+        q_blocks += d_count;
+        q_bytes += d_bytes;
+        if (d_count != 0) ++dirty;
+        if (o.in_retired_list != (o.retired && o.holds_blocks()))
+            throw corruption_detected(name, &o, "retired owner list disagrees with the owner");
+        if (o.in_retired_list) ++retired_holding;
         std::size_t subtree = o.self_bytes;
         for (const owner_rec* c = o.first_child; c != nullptr; c = c->next_sibling) {
             if (c->parent != &o)
                 throw corruption_detected(name, c, "owner tree link is broken");
-            subtree += c->budget.used();
+            subtree += c->usage;
         }
-        if (subtree != o.budget.used())
-            throw corruption_detected(name, &o, "owner budget disagrees with its blocks");
+        if (subtree != o.usage || o.peak < o.usage)
+            throw corruption_detected(name, &o, "owner usage disagrees with its blocks");
         total_bytes += bytes;
         total_blocks += count;
     }
-    std::size_t q_blocks = 0, q_bytes = 0;
-    const header* q_prev = nullptr;
-    for (header* h = deferred_head_; h != nullptr; q_prev = h, h = h->next) {
-        if (!heap_.owns(h) || h->canary != (deferred_key ^ addr(h)) ||
-            h->prev != q_prev)
-            throw corruption_detected(name, h->payload(), "quarantined block header is broken");
-        ++q_blocks;
-        q_bytes += h->size;
-        total_heap += heap_.usable_size(h->raw());
-        if (q_blocks > deferred_count_)
-            throw corruption_detected(name, h->payload(), "quarantine has a cycle");
-    }
-    if (q_blocks != deferred_count_ || q_bytes != deferred_bytes_ || q_prev != deferred_tail_)
-        throw corruption_detected(name, deferred_head_, "quarantine counters disagree");
+    std::size_t listed = 0;
+    for (const owner_rec* o = dirty_head_; o != nullptr; o = o->dirty_next)
+        if (++listed > dirty || o->deferred_head == nullptr)
+            throw corruption_detected(name, o, "list of owners with a quarantine is broken");
+    if (listed != dirty)
+        throw corruption_detected(name, dirty_head_, "list of owners with a quarantine is broken");
+    listed = 0;
+    for (const owner_rec* o = retired_head_; o != nullptr; o = o->retired_next)
+        if (++listed > retired_holding)
+            throw corruption_detected(name, o, "list of retired owners is broken");
+    if (listed != retired_holding)
+        throw corruption_detected(name, retired_head_, "list of retired owners is broken");
+    if (q_blocks != deferred_count_ || q_bytes != deferred_bytes_)
+        throw corruption_detected(name, nullptr, "quarantine counters disagree");
     if (total_bytes != used_ || total_blocks != blocks_ || owners != owner_count_ ||
         total_heap != heap_.stats().bytes_in_use)
         throw corruption_detected(name, nullptr, "heap counters disagree with the owner lists");

@@ -1,12 +1,12 @@
 // memkit/heap/managed_heap.hpp - a thread-safe heap with per-owner accounting, owner limits that
-// form a tree, pressure levels and O(1) statistics.
+// form a tree, pressure levels, deferred frees with collection strategies and O(1) statistics.
 //
 // `managed_heap` hands out blocks from a memkit::tlsf_heap whose regions are taken from the system
 // as needed, up to a configured capacity (1 GiB by default; managed_heap_options). Every block
 // belongs to an *owner*: a request, a query, a tenant or a subsystem, named by an `owner_id`. As
 // with PostgreSQL's memory contexts, an owner's blocks can be released all at once with
 // free_owner(); as with ClickHouse's MemoryTracker, owners form a tree whose limits count against
-// their ancestors (each owner has a memkit::memory_budget, a child of its parent's).
+// their ancestors.
 //
 //   memkit::managed_heap heap;                                      // capacity 1 GiB
 //   auto req = heap.create_owner("request-42", 64 << 10);           // at most 64 KiB
@@ -14,26 +14,32 @@
 //
 // Blocks. Each block has a 48-byte header in front of its payload: the links of its owner's
 // intrusive doubly linked list, the owner, the requested size and a canary word that also records
-// whether the block is live. So deallocate(p) needs no size and is O(1), free_owner is
-// O(blocks of the owner and its descendants), and a double free is recognised. Payloads are
-// aligned to `align` (any power of two up to 4096 is tested; above 16, up to `align` bytes of
-// padding go in front of the header).
+// whether the block is live, quarantined or free. So deallocate(p) needs no size and is O(1),
+// free_owner is O(blocks of the owner and its descendants), and a double free is recognised.
+// Payloads are aligned to `align` (any power of two up to 4096 is tested; above 16, up to `align`
+// bytes of padding go in front of the header). Regions come from the system through one private
+// pair of functions (acquire_region / release_region); a pointer is checked against the regions
+// with a binary search over them (O(log regions)).
 //
 // Accounting. used() and owner usage count the *requested* bytes of live blocks. heap_bytes() is
-// what those blocks occupy in the tlsf heap (header, alignment padding and size rounding
-// included); it is what the capacity limits, and what pressure and out_of_memory report.
-// owner_usage(id) is the owner's own bytes plus those of its descendants (what its limit
+// what those blocks (and quarantined ones) occupy in the tlsf heap (header, alignment padding and
+// size rounding included); it is what the capacity limits, and what pressure and out_of_memory
+// report. owner_usage(id) is the owner's own bytes plus those of its descendants (what its limit
 // applies to); owner_info(id).self_bytes counts its own blocks only. owner_peak(id) is the
 // highest owner_usage(id) so far. An owner's limit refuses a block when the owner, or any
-// ancestor, would go above its limit.
+// ancestor, would go above its limit. The counters are plain integers kept under the heap's
+// lock: a charge walks from the owner to the root once to check the limits and once to add.
 //
 // Owners. The default owner (`owner_id{}`, named "default", unlimited) always exists.
-// create_owner(name, limit, parent) adds an owner (limit memory_budget::unlimited = none).
-// free_owner(id) frees every block of the owner AND of its descendants (the owners stay) and
-// returns the requested bytes freed. retire_owner(id) says the owner is finished: it can no
-// longer allocate; when it holds no blocks and has no children it is removed at once, otherwise
-// it is removed when the last of its blocks is freed (by deallocate or free_owner) and its last
-// child is removed. A removed owner's id is never valid again (ids carry a generation).
+// create_owner(name, limit, parent) adds an owner (limit `unlimited` = none). free_owner(id) frees
+// every block of the owner AND of its descendants (the owners stay) and returns the requested
+// bytes freed. retire_owner(id) says the owner is finished: it can no longer allocate; when it
+// holds no blocks (live or quarantined) and has no children it is removed at once, otherwise when
+// the last of its blocks is freed (by deallocate, free_owner or a collection) and its last child
+// is removed. Once an owner is retired its blocks are garbage: a collection (another thread's,
+// or an automatic one) may free them at any time, so the caller must not use or free them. A
+// removed owner's id is never valid again (ids carry a generation). Owner lookup is
+// O(1): the low 32 bits of an id index a dense table of slots.
 //
 // Pressure. The level is heap_bytes() / capacity measured with pressure_thresholds (60/80/95 % by
 // default). It rises as soon as a threshold is reached, and falls only when heap_bytes() drops
@@ -42,30 +48,58 @@
 // the old level to the new one (a jump from low to critical is one event). Callbacks run on the
 // thread that caused the change, after the heap's lock has been released, so they may call any
 // member of the heap; changes caused by different threads may be delivered in either order.
+// time_at_level(l) (and snapshot().time_at_level) is how long the heap has spent at each level
+// since it was created, read in O(1) from the options' clock (steady_clock unless one is given).
 //
-// Collection. With `defer_frees`, deallocate and free_owner put blocks in a quarantine instead of
-// giving them back to the tlsf heap: the owner and used() stop counting them at once (so an owner
-// may allocate again within its limit), but heap_bytes() and the pressure level still do until
-// collect() returns them. A deferred block freed again is a double free. should_collect() is true
-// from `collect_threshold` deferred blocks (1000) or when a retired owner still holds blocks.
-// collect() frees the quarantine and the blocks of retired owners (the "unreferenced" strategy:
-// a finished request whose handle was dropped is reclaimed without being named) and removes those
-// owners; collect(budget) does the same in batches of 32 blocks, releasing the lock between
-// batches, and stops once the budget has passed (a zero budget still does one batch). The heap
-// also collects by itself before reporting out_of_memory, and, with `collect_on_critical` (on by
-// default), when an allocation brings the level to critical while the quarantine is not empty
-// (that collection is not time-bounded).
+// Collection. With `defer_frees`, deallocate and free_owner put blocks in their owner's
+// quarantine instead of giving them back to the tlsf heap: the owner and used() stop counting
+// them at once (so an owner may allocate again within its limit), but heap_bytes() and the
+// pressure level still do until a collection returns them. A quarantined block freed again is a
+// double free. should_collect() is true from `collect_threshold` quarantined blocks (1000) or
+// when a retired owner still holds blocks. A collection frees what its collect_strategy selects:
+//   collect_strategy::all()                every quarantined block and every block of a retired
+//                                          owner (the default_strategy unless the options say);
+//   collect_strategy::owners_above(bytes)  the quarantined blocks of each owner whose
+//                                          owner_usage() is above `bytes` when it is visited;
+//   collect_strategy::owner(id)            the quarantined blocks of `id` (its own, not its
+//                                          descendants'), and its live blocks if it is retired;
+//   collect_strategy::unreferenced()       every block, live or quarantined, of retired owners
+//                                          (a finished request whose handle was dropped is
+//                                          reclaimed without being named), which also removes
+//                                          those owners once they are empty.
+// collect() and collect(budget) use options().default_strategy; collect(strategy) frees all that
+// the strategy selects in one pause; collect(strategy, budget) does it in batches of 32 steps (a
+// step frees one block, or passes over one owner that owners_above does not select), releasing
+// the lock between batches, and stops once the budget has passed (a zero budget still does one
+// batch): no lock hold of a budgeted collection is longer than one batch, and the call returns
+// at most one batch after its budget. Blocks quarantined by other threads while it runs may be
+// left for the next call. owners_above walks the owners with a quarantine in one pass that goes
+// on across calls with the same threshold (so repeated budgeted calls finish it; complete means
+// the pass has seen every owner); a call with another threshold starts a new pass.
+// force_collect() is collect(collect_strategy::all()) whatever the default strategy, the
+// threshold or the automatic-collection interval say: the call for "free everything that can be
+// freed, now".
+// Automatic collections: (1) before reporting out_of_memory the heap collects everything
+// (strategy all) and tries again; (2) with `auto_collect` (on by default), an allocation that
+// leaves the level at or above `auto_collect_level` (high) while something is collectable runs
+// collect(default_strategy, collect_budget) (1 ms by default) before it returns, at most once per
+// `auto_collect_interval` (5 s by default; the first one is not delayed); (3) with
+// `collect_on_critical` (on by default), an allocation that reaches critical while something is
+// collectable collects everything (strategy all) at once, under the allocation's lock and
+// whatever the interval says: critical is the emergency that the interval must not delay. Both
+// (2) and (3) count in automatic_collections and restart the interval.
 //
-// Complexity: allocate, try_allocate and deallocate are O(1) plus one memory_budget charge per
-// level of the owner's depth (a few atomic operations) and, for deallocate, tlsf_heap::owns
-// (O(regions)). create_owner and retire_owner are O(1) (amortised). free_owner is O(blocks freed
-// + descendants); collect() O(blocks freed + retired owners); owner_allocations O(blocks of the owner). used, peak, heap_bytes, capacity,
-// block_count and level are O(1); fragmentation_ratio() and snapshot() cost
-// tlsf_heap::largest_free_block (O(blocks in the largest size class)). validate() is O(blocks).
-// Measured (docs/heap.md): an allocate + deallocate pair with owner accounting two levels deep
-// costs about 4x a raw tlsf_heap pair and 2x a mutex-guarded one: the lock and the budgets'
-// atomic counters (redundant under the lock, but shared with memory_budget's callbacks and
-// limits) are most of it.
+// Complexity: allocate, try_allocate and deallocate are O(1) plus one step per level of the
+// owner's depth (plain integer updates under the lock) and, for deallocate, the O(log regions)
+// pointer check. create_owner and retire_owner are O(1) (amortised). free_owner is O(blocks freed
+// + descendants); collect(strategy) O(blocks freed + owners visited); owner_allocations O(blocks
+// of the owner). used, peak, heap_bytes, capacity, block_count, level and time_at_level are O(1);
+// fragmentation_ratio() and snapshot() cost tlsf_heap::largest_free_block (O(blocks in the
+// largest size class)). validate() is O(blocks + owners).
+// Measured (docs/heap.md): an allocate + deallocate pair with owner accounting two levels deep,
+// single thread, costs about as much as a pair on tlsf_heap behind a std::mutex, 1.7x the same
+// heap behind spin_lock and 2.1x a raw tlsf_heap pair: the owner lists, limits, header
+// and checks are most of the difference; the lock adds about 4 ns per pair.
 //
 // Events. An observer (a class derived from `heap_observer`, registered with add_observer) is told
 // of every block allocated (on_allocated) and freed (on_deallocated: by deallocate, or one call
@@ -74,15 +108,15 @@
 // owner's limit or the capacity refused), of every pressure change (on_pressure_changed, with the
 // same event as the callbacks: a rise to high or critical is the heap's warning) and of every
 // collection that freed something (on_collected: blocks, requested bytes and how long the heap's
-// lock was held for it; collect(budget) reports each batch; the blocks of retired owners that a
-// collection frees are reported there, not one by one through on_deallocated). Observers run on
-// the calling thread after the heap's lock has been released, so they may call the heap; within
-// one call the order is on_collected, on_allocated / on_deallocated, on_out_of_memory,
-// on_pressure_changed (after the pressure callbacks); events of different threads may arrive in
-// either order (an on_deallocated may even precede the on_allocated of the same block). An
-// observer must not throw (events are delivered from noexcept code). A removed observer may still
-// receive the events of calls that were in flight when it was removed. With no observer
-// registered the cost is one predictable branch on a bool read under the lock.
+// lock was held for it; a budgeted collection reports each batch; the live blocks of retired
+// owners that a collection frees are reported there, not one by one through on_deallocated).
+// Observers run on the calling thread after the heap's lock has been released, so they may call
+// the heap; within one call the order is on_collected, on_allocated / on_deallocated,
+// on_out_of_memory, on_pressure_changed (after the pressure callbacks); events of different
+// threads may arrive in either order (an on_deallocated may even precede the on_allocated of the
+// same block). An observer must not throw (events are delivered from noexcept code). A removed
+// observer may still receive the events of calls that were in flight when it was removed. With
+// no observer registered the cost is one predictable branch on a bool read under the lock.
 // counting_observer counts the events; json_lines_observer writes each as one JSON line.
 //
 // Guards and checked access. `heap_guard` (managed_heap::guard, from allocate_guarded) owns one
@@ -92,10 +126,15 @@
 // They hold the heap's lock while copying, so a concurrent deallocate cannot free the block
 // under them.
 //
-// Thread-safety: every member may be called concurrently from any thread. This first version
-// keeps one mutex around the tlsf heap and the owner table (held for the O(1) work of an
-// allocation or a free; never held while a pressure callback runs); a sharded design with
-// per-thread caches is future work. Destruction must not race with other calls.
+// Thread-safety: every member may be called concurrently from any thread. One lock guards the
+// tlsf heap and the owner table. It is memkit::spin_lock (core/spin_lock.hpp): a
+// waiter spins briefly, then yields its time slice until the lock is free. Taking and releasing
+// it costs one atomic exchange and one plain release store, about half of what a std::mutex costs
+// (whose unlock is a second atomic operation); it never sleeps in the kernel, so callers that
+// would hold it long must not: the heap holds it for O(1) work per allocation or free, for one
+// batch of a budgeted collection, and for O(blocks) in free_owner, an unbudgeted collection and
+// validate(). It is never held while a pressure callback or an observer runs (the options' clock
+// is read under it). Destruction must not race with other calls.
 //
 // Failure:
 //  * allocate throws memkit::out_of_memory (allocator() "memkit::managed_heap", requested = size,
@@ -107,8 +146,8 @@
 //    limit()/used()/remaining() are that owner's.
 //  * bad_size for size 0 or above max_size(); invalid_alignment for an alignment that is not a
 //    power of two or is above max_alignment (4096).
-//  * std::invalid_argument for an unknown (never created or removed) owner id, and for allocating
-//    for a retired owner or creating a child of one.
+//  * std::invalid_argument for an unknown (never created or removed) owner id (also from
+//    collect_strategy::owner), and for allocating for a retired owner or creating a child of one.
 //  * deallocate of a pointer the heap did not hand out throws invalid_address with code()
 //    errc::not_owned; of a block already freed, invalid_address with errc::double_free (a freed
 //    block whose memory was handed out again may go unnoticed, as in any heap). The heap is then
@@ -116,9 +155,12 @@
 //  * read / write of a pointer that is not the start of a live block of this heap throw
 //    invalid_address (errc::not_owned); of a range outside the block, protection_violation.
 //  * validate() throws corruption_detected at the first inconsistency of the tlsf heap, an owner
-//    list (a broken link, a header whose canary, owner or size is wrong) or the counters.
+//    list or quarantine (a broken link, a header whose canary, owner or size is wrong) or the
+//    counters.
+//  * The options' clock must not throw (it is called from noexcept code).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -133,13 +175,16 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "memkit/alloc/tlsf.hpp"
+#include "memkit/core/barrier.hpp"
 #include "memkit/core/error.hpp"
 #include "memkit/core/platform.hpp"
 #include "memkit/heap/memory_budget.hpp"
+#include "memkit/core/spin_lock.hpp"
 #include "memkit/heap/pressure_level.hpp"
 
 namespace memkit {
@@ -201,6 +246,55 @@ private:
     std::size_t offset_, length_, block_size_;
 };
 
+/// Which blocks a collection frees (see "Collection" in the header comment). A small value type:
+/// make one with a named factory. A default-constructed strategy is all().
+class collect_strategy {
+public:
+    enum class kind : std::uint8_t { all, owners_above, owner, unreferenced };
+
+    constexpr collect_strategy() noexcept = default;
+    /// Every quarantined block and every block of a retired owner.
+    [[nodiscard]] static constexpr collect_strategy all() noexcept { return {}; }
+    /// The quarantined blocks of the owners whose owner_usage() is above `bytes`.
+    [[nodiscard]] static constexpr collect_strategy owners_above(std::size_t bytes) noexcept {
+        return collect_strategy{kind::owners_above, bytes, {}};
+    }
+    /// The quarantined blocks of `id`, and its live blocks if it is retired. A collection with an
+    /// id that is not (or no longer) an owner throws std::invalid_argument.
+    [[nodiscard]] static constexpr collect_strategy owner(owner_id id) noexcept {
+        return collect_strategy{kind::owner, 0, id};
+    }
+    /// Every block, live or quarantined, of retired owners.
+    [[nodiscard]] static constexpr collect_strategy unreferenced() noexcept {
+        return collect_strategy{kind::unreferenced, 0, {}};
+    }
+
+    [[nodiscard]] constexpr kind which() const noexcept { return kind_; }
+    /// owners_above: the usage an owner must exceed (0 otherwise).
+    [[nodiscard]] constexpr std::size_t bytes() const noexcept { return bytes_; }
+    /// owner: the owner (owner_id{} otherwise).
+    [[nodiscard]] constexpr owner_id target() const noexcept { return id_; }
+    friend constexpr bool operator==(const collect_strategy&, const collect_strategy&) = default;
+
+private:
+    constexpr collect_strategy(kind k, std::size_t b, owner_id id) noexcept
+        : kind_(k), bytes_(b), id_(id) {}
+    kind kind_ = kind::all;
+    std::size_t bytes_ = 0;
+    owner_id id_{};
+};
+
+/// "all", "owners_above", "owner" or "unreferenced".
+[[nodiscard]] constexpr std::string_view to_string(collect_strategy::kind k) noexcept {
+    switch (k) {
+    case collect_strategy::kind::all: return "all";
+    case collect_strategy::kind::owners_above: return "owners_above";
+    case collect_strategy::kind::owner: return "owner";
+    case collect_strategy::kind::unreferenced: return "unreferenced";
+    }
+    return "unknown";
+}
+
 struct managed_heap_options {
     std::size_t capacity = std::size_t{1} << 30;   ///< bytes taken from the system at most
     std::size_t region_size = std::size_t{1} << 20; ///< smallest region taken when growing
@@ -208,7 +302,20 @@ struct managed_heap_options {
     double pressure_hysteresis = 0.02; ///< fraction of capacity to drop below a threshold
     bool defer_frees = false;          ///< deallocate puts blocks in a quarantine (collect())
     std::size_t collect_threshold = 1000; ///< should_collect() from this many deferred blocks
-    bool collect_on_critical = true; ///< reaching critical pressure collects the quarantine
+    /// Reaching critical collects everything at once, without waiting for the interval.
+    bool collect_on_critical = true;
+    /// What collect(), collect(budget) and the automatic collections free.
+    collect_strategy default_strategy = collect_strategy::all();
+    /// Reaching auto_collect_level runs collect(default_strategy, collect_budget), at most once
+    /// per auto_collect_interval.
+    bool auto_collect = true;
+    pressure_level auto_collect_level = pressure_level::high;
+    std::chrono::nanoseconds auto_collect_interval = std::chrono::seconds{5};
+    /// The time budget of an automatic collection.
+    std::chrono::nanoseconds collect_budget = std::chrono::milliseconds{1};
+    /// The clock of time_at_level and of auto_collect_interval (null: steady_clock::now). Must
+    /// not throw. Budgeted collections always measure their budget with steady_clock.
+    std::function<std::chrono::steady_clock::time_point()> clock{};
 };
 
 /// What a collection freed.
@@ -396,6 +503,8 @@ struct owner_stats {
     std::size_t self_blocks; ///< the owner's own live blocks
     std::optional<owner_id> parent;
     bool retired;
+    std::size_t deferred_blocks = 0; ///< the owner's blocks waiting in its quarantine
+    std::size_t deferred_bytes = 0;  ///< their requested bytes
 };
 
 /// A consistent copy of the heap's statistics (taken under the lock).
@@ -414,6 +523,9 @@ struct managed_heap_snapshot {
     std::size_t deferred_bytes;       ///< their requested bytes
     double fragmentation_ratio;       ///< tlsf_heap::fragmentation_ratio
     pressure_level level;
+    std::uint64_t automatic_collections = 0; ///< collections the heap started by itself
+    /// Time spent at each level (index: pressure_level), the current stay included.
+    std::array<std::chrono::nanoseconds, 4> time_at_level{};
 };
 
 class managed_heap {
@@ -484,15 +596,23 @@ public:
     bool remove_observer(const std::shared_ptr<heap_observer>& o);
 
     // --- collection ---------------------------------------------------------------------
-    /// True when the quarantine holds collect_threshold blocks or more, or a retired owner
+    /// True when the quarantines hold collect_threshold blocks or more, or a retired owner
     /// still holds blocks.
     [[nodiscard]] bool should_collect() const;
-    /// Frees every quarantined block and every block of retired owners ("unreferenced").
+    /// collect(options().default_strategy): everything the default strategy selects, at once.
     collect_result collect();
-    /// Like collect(), but stops once `budget` has passed (checked every 32 blocks, with the
-    /// lock released and taken again between batches, so no pause is much longer than that);
-    /// call again to go on. complete says whether everything was collected.
+    /// collect(options().default_strategy, budget).
     collect_result collect(std::chrono::nanoseconds budget);
+    /// Frees every block that `strategy` selects, in one pause. Throws std::invalid_argument for
+    /// collect_strategy::owner of an id that is not an owner.
+    collect_result collect(const collect_strategy& strategy);
+    /// Like collect(strategy), in batches of 32 steps with the lock released between them; stops
+    /// once `budget` has passed (at least one batch). complete says whether the strategy found
+    /// nothing more to free; call again to go on.
+    collect_result collect(const collect_strategy& strategy, std::chrono::nanoseconds budget);
+    /// Frees every block that can be freed now (strategy all), whatever the default strategy,
+    /// the threshold or the automatic-collection interval say.
+    collect_result force_collect();
 
     // --- statistics -----------------------------------------------------------------------
     [[nodiscard]] std::size_t used() const;
@@ -502,6 +622,8 @@ public:
     [[nodiscard]] std::size_t block_count() const;
     [[nodiscard]] double fragmentation_ratio() const;
     [[nodiscard]] managed_heap_snapshot snapshot() const;
+    /// How long the heap has been at `level` (the current stay included), by the options' clock.
+    [[nodiscard]] std::chrono::nanoseconds time_at_level(pressure_level level) const;
     [[nodiscard]] const managed_heap_options& options() const noexcept { return opts_; }
     /// Checks the tlsf heap, every owner list and the counters; throws corruption_detected.
     void validate() const;
@@ -509,6 +631,7 @@ public:
 private:
     struct owner_rec;
     struct header;
+    using clock_type = std::chrono::steady_clock;
     using observer_list = std::vector<std::shared_ptr<heap_observer>>;
     struct observed_block {
         owner_id owner;
@@ -528,17 +651,65 @@ private:
         std::chrono::nanoseconds pause{};
         bool failed = false;
         heap_out_of_memory_event failure{};
+        bool auto_collect = false; // run collect(default_strategy, collect_budget) afterwards
         [[nodiscard]] bool pending() const noexcept { return any || observers != nullptr; }
     };
+    // The tlsf heap's parent: every region comes from acquire_region and goes back through
+    // release_region.
+    class region_source {
+    public:
+        static constexpr std::size_t max_alignment = 16;
+        explicit region_source(managed_heap* h) noexcept : heap_(h) {}
+        [[nodiscard]] void* allocate(std::size_t size, std::size_t align);
+        [[nodiscard]] void* try_allocate(std::size_t size, std::size_t align) noexcept;
+        void deallocate(void* p, std::size_t size, std::size_t align) noexcept;
 
+    private:
+        managed_heap* heap_;
+    };
+    struct region_span {
+        std::uintptr_t begin, end;
+    };
+    struct slot {
+        std::unique_ptr<owner_rec> rec;
+        std::uint32_t generation = 0; // bumped when the owner is removed
+    };
+
+    // The one place where memory is taken from, and given back to, the system.
+    [[nodiscard]] void* acquire_region(std::size_t bytes) noexcept;
+    void release_region(void* p, std::size_t bytes) noexcept;
+    [[nodiscard]] bool in_regions(std::uintptr_t lo, std::uintptr_t hi) const noexcept;
+
+    [[nodiscard]] owner_rec* lookup(owner_id id) const noexcept; // lock held
     owner_rec& find(owner_id id) const; // throws std::invalid_argument; lock held
+    [[nodiscard]] header* live_header(const void* p) const noexcept; // lock held
+    [[nodiscard]] bool charge(owner_rec& o, std::size_t size) noexcept;
+    void uncharge(owner_rec& o, std::size_t size) noexcept;
+    [[nodiscard]] void* commit_block(void* raw, std::size_t pad, std::size_t size,
+                                     std::size_t align, owner_rec& o) noexcept;
+    [[nodiscard]] bool quiet() const noexcept;
+    void* allocate_fast(std::size_t size, owner_id owner, std::size_t align) noexcept;
+    MEMKIT_COLD void after_level_change(bool allocation) noexcept;
+    void* allocate_slow(std::size_t size, owner_id owner, std::size_t align, bool throwing);
     void* allocate_locked(std::size_t size, owner_rec& o, std::size_t align, pending_event& ev,
                           bool& limit_refused) noexcept;
+    void after_allocation(pending_event& ev) noexcept; // lock held
+    void finish(pending_event& ev) noexcept;            // lock NOT held
+    void deallocate_slow(void* p);
     void free_block(header* h, bool defer) noexcept;        // lock held
+    void release_deferred(owner_rec& o, collect_result& r) noexcept; // pops one; lock held
     std::size_t free_subtree(owner_rec& o, std::vector<observed_block>* log) noexcept; // lock held
-    void maybe_remove(owner_rec* o) noexcept;               // lock held
+    bool remove_if_done(owner_rec* o) noexcept;             // lock held
+    void settle(owner_rec* o) noexcept;                     // lock held
+    void retired_unlink(owner_rec& o) noexcept;
+    void dirty_link(owner_rec& o) noexcept;
+    void dirty_unlink(owner_rec& o) noexcept;
+    [[nodiscard]] bool collectable() const noexcept {
+        return deferred_count_ != 0 || retired_head_ != nullptr;
+    }
     void check_pressure(pending_event& ev) noexcept;        // lock held
     void recompute_pressure_bounds() noexcept;              // lock held
+    [[nodiscard]] clock_type::time_point now() const noexcept;
     static void deliver(pending_event& ev) noexcept;        // lock NOT held
     MEMKIT_COLD heap_out_of_memory_event refusal(std::size_t size, owner_rec& o,
                                                  std::size_t align, bool limit_refused) const;
@@ -547,13 +718,16 @@ private:
     header* checked_block(const void* p) const; // lock held; throws invalid_address
     [[nodiscard]] std::size_t available_locked() const noexcept;
     void release_block(header* h) noexcept;                 // to the tlsf heap; lock held
-    collect_result collect_some(std::size_t max_blocks, pending_event& ev) noexcept;
+    collect_result collect_some(const collect_strategy& s, std::size_t max_steps,
+                                pending_event& ev) noexcept;
+    collect_result collect_budgeted(const collect_strategy& s, std::chrono::nanoseconds budget);
+    collect_result collect_all_at_once(const collect_strategy& s);
 
     managed_heap_options opts_;
-    mutable std::mutex mutex_;
-    tlsf_heap heap_;
-    std::vector<std::unique_ptr<owner_rec>> slots_; // index = low 32 bits of the id
-    std::vector<std::uint32_t> generations_;        // per slot; bumped on removal
+    mutable spin_lock lock_;
+    std::vector<region_span> regions_; // sorted by address; capacity reserved up front
+    basic_tlsf_heap<region_source> heap_;
+    std::vector<slot> slots_; // index = low 32 bits of the id
     std::vector<std::uint32_t> free_slots_;
     std::size_t owner_count_ = 0;
     std::size_t used_ = 0, peak_ = 0, blocks_ = 0;
@@ -563,12 +737,26 @@ private:
     std::size_t up_ = 0, down_ = 0;
     std::size_t bounds_[3] = {}; // bytes at which medium, high, critical start
     std::size_t hysteresis_bytes_ = 0;
-    // The quarantine (defer_frees): FIFO through the headers' `next`; retired owners whose
-    // blocks wait for collect().
-    header* deferred_head_ = nullptr;
-    header* deferred_tail_ = nullptr;
+    // From this level on an allocation may have to collect (auto_collect, collect_on_critical);
+    // 4 when neither is on.
+    unsigned action_level_ = 4;
+    clock_type::time_point level_since_{};
+    std::array<std::chrono::nanoseconds, 4> level_time_{};
+    // Quarantines: each owner keeps a FIFO of its deferred blocks; the owners whose FIFO is not
+    // empty form the "dirty" list, and the retired owners that still hold blocks (live or
+    // deferred) the "retired" list.
     std::size_t deferred_count_ = 0, deferred_bytes_ = 0;
-    std::vector<owner_id> unreferenced_;
+    owner_rec* dirty_head_ = nullptr;
+    owner_rec* dirty_tail_ = nullptr;
+    owner_rec* retired_head_ = nullptr;
+    std::uint64_t collect_epoch_ = 0;
+    // The owners_above pass in progress (see collect_some).
+    bool above_open_ = false;
+    std::size_t above_bytes_ = 0;
+    std::uint64_t above_epoch_ = 0;
+    bool auto_collected_ = false; // last_auto_collect_ is meaningful
+    clock_type::time_point last_auto_collect_{};
+    std::uint64_t automatic_collections_ = 0;
     std::uint64_t next_callback_id_ = 1;
     std::shared_ptr<const std::vector<std::pair<std::uint64_t, pressure_callback>>> callbacks_;
     bool observing_ = false; // observers_ is not empty
