@@ -76,8 +76,29 @@ struct managed_heap::owner_rec {
 // --- regions ------------------------------------------------------------------------------
 
 void* managed_heap::acquire_region(std::size_t bytes) noexcept {
-    void* p = system_allocator{}.try_allocate(bytes, granule);
-    if (p == nullptr) return nullptr;
+    // Whole pages of the reservation: a range given back earlier (first fit), else the top.
+    const std::size_t page = space_.granularity();
+    const std::size_t span = (bytes + page - 1) / page * page;
+    if (span < bytes) return nullptr;
+    const std::uintptr_t base = addr(space_.data());
+    std::size_t offset = space_.size();
+    auto reuse = std::find_if(free_ranges_.begin(), free_ranges_.end(),
+                              [span](const region_span& f) { return f.end - f.begin >= span; });
+    if (reuse != free_ranges_.end()) {
+        offset = reuse->begin - base;
+    } else if (space_.size() - top_ >= span) {
+        offset = top_;
+    } else {
+        return nullptr; // the capacity's address space is used up
+    }
+    if (space_.try_commit(offset, span)) return nullptr;
+    if (reuse != free_ranges_.end()) {
+        if (reuse->end - reuse->begin == span) free_ranges_.erase(reuse);
+        else reuse->begin += span;
+    } else {
+        top_ += span;
+    }
+    void* p = space_.data() + offset;
     const region_span r{addr(p), addr(p) + bytes};
     const auto at = std::lower_bound(regions_.begin(), regions_.end(), r,
                                      [](const region_span& a, const region_span& b) {
@@ -86,17 +107,44 @@ void* managed_heap::acquire_region(std::size_t bytes) noexcept {
     try { // room for the usual number of regions was reserved up front
         regions_.insert(at, r);
     } catch (...) { // no room to record it: as if the system had refused
-        system_allocator{}.deallocate(p, bytes, granule);
+        give_back_range(offset, span);
         return nullptr;
     }
     return p;
+}
+
+// Decommits [offset, offset + span) and makes it available again: the top moves down over it
+// (and over free ranges just below it), otherwise it joins the free ranges.
+void managed_heap::give_back_range(std::size_t offset, std::size_t span) noexcept {
+    (void)space_.try_decommit(offset, span);
+    const std::uintptr_t base = addr(space_.data());
+    if (offset + span == top_) {
+        top_ = offset;
+        for (bool merged = true; merged;) {
+            merged = false;
+            for (auto it = free_ranges_.begin(); it != free_ranges_.end(); ++it) {
+                if (it->end - base == top_) {
+                    top_ = it->begin - base;
+                    free_ranges_.erase(it);
+                    merged = true;
+                    break;
+                }
+            }
+        }
+        return;
+    }
+    try {
+        free_ranges_.push_back({base + offset, base + offset + span});
+    } catch (...) { // cannot record it: the range stays reserved (and decommitted) unused
+    }
 }
 
 void managed_heap::release_region(void* p, std::size_t bytes) noexcept {
     const auto it = std::find_if(regions_.begin(), regions_.end(),
                                  [p](const region_span& r) { return r.begin == addr(p); });
     if (it != regions_.end()) regions_.erase(it);
-    system_allocator{}.deallocate(p, bytes, granule);
+    const std::size_t page = space_.granularity();
+    give_back_range(space_.offset_of(p), (bytes + page - 1) / page * page);
 }
 
 MEMKIT_ALWAYS_INLINE bool managed_heap::in_regions(std::uintptr_t lo,
@@ -134,12 +182,21 @@ std::size_t max_regions(const managed_heap_options& o) {
     const std::size_t smallest = std::max<std::size_t>(std::min(o.region_size, o.capacity), 1);
     return std::min<std::size_t>(o.capacity / smallest + 2, 4096);
 }
+// The capacity plus a page per possible region: each region is rounded up to whole pages, and
+// the capacity limits the regions' bytes, not their rounding. Saturates (the reservation then
+// refuses a size no address space can hold).
+std::size_t reservation_size(const managed_heap_options& o) {
+    const std::size_t slack = max_regions(o) * vm::page_size();
+    return o.capacity > static_cast<std::size_t>(-1) - slack ? static_cast<std::size_t>(-1)
+                                                             : o.capacity + slack;
+}
 } // namespace
 
 // --- construction -------------------------------------------------------------------------
 
 managed_heap::managed_heap(managed_heap_options opts)
     : opts_(std::move(opts)),
+      space_(reservation_size(opts_)),
       regions_([this] {
           std::vector<region_span> v;
           v.reserve(max_regions(opts_));

@@ -251,6 +251,35 @@ TEST(ManagedHeap, GrowsInRegionsUpToCapacity) {
     expect_empty(h);
 }
 
+TEST(ManagedHeap, RegionsAreCommittedInOneReservedRange) {
+    // 64 MiB of address space is reserved at construction; memory is committed region by region,
+    // so the resident size follows what was used, and every block lies in the reserved range.
+    managed_heap h{small_heap(64 * MiB)};
+    std::vector<void*> blocks;
+    for (int i = 0; i < 12; ++i) blocks.push_back(h.allocate(MiB / 2 + 1000));
+    const auto [lo, hi] = std::minmax_element(blocks.begin(), blocks.end(),
+                                              [](void* a, void* b) {
+                                                  return reinterpret_cast<std::uintptr_t>(a) <
+                                                         reinterpret_cast<std::uintptr_t>(b);
+                                              });
+    const auto span = reinterpret_cast<std::uintptr_t>(*hi) - reinterpret_cast<std::uintptr_t>(*lo);
+    EXPECT_LT(span, 64 * MiB + 4 * MiB) << "blocks outside one reserved range";
+    const std::size_t committed = h.snapshot().reserved;
+    EXPECT_GE(committed, 6 * MiB);
+    EXPECT_LT(committed, 64 * MiB);
+    // Touch every block: the pages that back them are resident, the rest of the range is not.
+    for (void* p : blocks) std::memset(p, 0xAB, MiB / 2 + 1000);
+    const std::size_t page = memkit::vm::page_size();
+    const std::uintptr_t first = reinterpret_cast<std::uintptr_t>(*lo) / page * page;
+    const std::uintptr_t last = (reinterpret_cast<std::uintptr_t>(*hi) + MiB) / page * page;
+    const std::size_t resident =
+        memkit::vm::resident_bytes(reinterpret_cast<const void*>(first), last - first);
+    EXPECT_GE(resident, 6 * MiB);
+    EXPECT_LE(resident, committed + MiB);
+    for (void* p : blocks) h.deallocate(p);
+    expect_empty(h);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Owners
 

@@ -1,8 +1,10 @@
 // memkit/heap/managed_heap.hpp - a thread-safe heap with per-owner accounting, owner limits that
 // form a tree, pressure levels, deferred frees with collection strategies and O(1) statistics.
 //
-// `managed_heap` hands out blocks from a memkit::tlsf_heap whose regions are taken from the system
-// as needed, up to a configured capacity (1 GiB by default; managed_heap_options). Every block
+// `managed_heap` hands out blocks from a memkit::tlsf_heap whose regions are committed as needed
+// inside one range of address space reserved at construction (memkit::reservation, of the
+// configured capacity: 1 GiB by default; managed_heap_options), so the heap never takes more than
+// its capacity from the system and its memory stays in one range. Every block
 // belongs to an *owner*: a request, a query, a tenant or a subsystem, named by an `owner_id`. As
 // with PostgreSQL's memory contexts, an owner's blocks can be released all at once with
 // free_owner(); as with ClickHouse's MemoryTracker, owners form a tree whose limits count against
@@ -17,9 +19,11 @@
 // whether the block is live, quarantined or free. So deallocate(p) needs no size and is O(1),
 // free_owner is O(blocks of the owner and its descendants), and a double free is recognised.
 // Payloads are aligned to `align` (any power of two up to 4096 is tested; above 16, up to `align`
-// bytes of padding go in front of the header). Regions come from the system through one private
-// pair of functions (acquire_region / release_region); a pointer is checked against the regions
-// with a binary search over them (O(log regions)).
+// bytes of padding go in front of the header). Regions are committed in the reservation, and
+// decommitted when the tlsf heap gives one back, through one private pair of functions
+// (acquire_region / release_region); a pointer is checked against the regions with a binary
+// search over them (O(log regions)). Reserving costs address space only: no memory is committed
+// and nothing counts against overcommit limits until a region is used.
 //
 // Accounting. used() and owner usage count the *requested* bytes of live blocks. heap_bytes() is
 // what those blocks (and quarantined ones) occupy in the tlsf heap (header, alignment padding and
@@ -186,6 +190,7 @@
 #include "memkit/heap/memory_budget.hpp"
 #include "memkit/core/spin_lock.hpp"
 #include "memkit/heap/pressure_level.hpp"
+#include "memkit/vm/virtual_memory.hpp"
 
 namespace memkit {
 
@@ -512,7 +517,7 @@ struct managed_heap_snapshot {
     std::size_t used;       ///< requested bytes of live blocks
     std::size_t peak;       ///< the highest used so far
     std::size_t heap_bytes; ///< bytes the live blocks occupy in the tlsf heap
-    std::size_t reserved;   ///< bytes of regions taken from the system
+    std::size_t reserved;   ///< bytes of regions committed (of the reserved address space)
     std::size_t capacity;   ///< the configured capacity
     std::size_t blocks;     ///< live blocks
     std::size_t owners;     ///< owners that exist (the default one included)
@@ -537,8 +542,10 @@ public:
     using pressure_callback = std::function<void(const heap_pressure_event&)>;
     using guard = heap_guard;
 
-    /// Takes a first region of min(region_size, capacity) bytes. Throws std::invalid_argument for
-    /// invalid thresholds or hysteresis, bad_size for a capacity too small for one region.
+    /// Reserves `capacity` bytes of address space (plus a page per possible region) and commits a
+    /// first region of min(region_size, capacity) bytes. Throws std::invalid_argument for invalid
+    /// thresholds or hysteresis, bad_size for a capacity too small for one region (or too large
+    /// for the address space), out_of_memory when the system refuses the reservation.
     explicit managed_heap(managed_heap_options opts = {});
     ~managed_heap();
     managed_heap(const managed_heap&) = delete;
@@ -678,6 +685,7 @@ private:
     // The one place where memory is taken from, and given back to, the system.
     [[nodiscard]] void* acquire_region(std::size_t bytes) noexcept;
     void release_region(void* p, std::size_t bytes) noexcept;
+    void give_back_range(std::size_t offset, std::size_t span) noexcept;
     [[nodiscard]] bool in_regions(std::uintptr_t lo, std::uintptr_t hi) const noexcept;
 
     [[nodiscard]] owner_rec* lookup(owner_id id) const noexcept; // lock held
@@ -725,6 +733,12 @@ private:
 
     managed_heap_options opts_;
     mutable spin_lock lock_;
+    // The heap's address space: `capacity` bytes reserved at construction, committed region by
+    // region (top_: the end of the highest region taken; free_ranges_: ranges given back below
+    // it, reused first fit).
+    reservation space_;
+    std::size_t top_ = 0;
+    std::vector<region_span> free_ranges_;
     std::vector<region_span> regions_; // sorted by address; capacity reserved up front
     basic_tlsf_heap<region_source> heap_;
     std::vector<slot> slots_; // index = low 32 bits of the id
