@@ -64,6 +64,10 @@
 #include "memkit/cache/lru_cache.hpp"
 #include "memkit/cache/sharded_lru_cache.hpp"
 
+#include "memkit/debug/debug_allocator.hpp"
+#include "memkit/debug/memory_tracker.hpp"
+#include "memkit/debug/stack_trace.hpp"
+
 #include "memkit/vm/ksm.hpp"
 #include "memkit/vm/mapped_file.hpp"
 #include "memkit/vm/offset_ptr.hpp"
