@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <csignal>
 #include <cstdlib>
 #include <utility>
 #include <vector>
@@ -14,6 +15,8 @@
 #include "memkit/core/annotations.hpp"
 #include "memkit/core/error.hpp"
 #include "memkit/core/platform.hpp"
+
+#include <sys/wait.h>
 
 namespace memkit::test {
 
@@ -100,5 +103,18 @@ inline bool no_overlap(std::vector<std::pair<std::uintptr_t, std::size_t>> range
         if (ranges[i - 1].first + ranges[i - 1].second > ranges[i].first) return false;
     return true;
 }
+
+/// EXPECT_EXIT predicate for a fault on a protected page: killed by SIGSEGV, or, under
+/// AddressSanitizer, its SEGV report followed by an exit with an error status or by SIGABRT
+/// (ASAN_OPTIONS=abort_on_error=1, as scripts/test and the presets set it). Pair it with
+/// segv_report as the message pattern.
+inline bool died_of_segv(int status) {
+    if (WIFSIGNALED(status))
+        return WTERMSIG(status) == SIGSEGV ||
+               (memkit::has_address_sanitizer && WTERMSIG(status) == SIGABRT);
+    return memkit::has_address_sanitizer && WIFEXITED(status) && WEXITSTATUS(status) != 0;
+}
+inline const char* const segv_report =
+    memkit::has_address_sanitizer ? "SEGV on unknown address" : "";
 
 } // namespace memkit::test

@@ -38,11 +38,8 @@ static_assert(std::is_nothrow_move_assignable_v<virtual_arena>);
 const std::size_t pg = vm::page_size();
 constexpr std::size_t mib = std::size_t{1} << 20;
 
-bool died_of_segv(int status) {
-    if (WIFSIGNALED(status)) return WTERMSIG(status) == SIGSEGV;
-    return memkit::has_address_sanitizer && WIFEXITED(status) && WEXITSTATUS(status) != 0;
-}
-const char* const segv_report = memkit::has_address_sanitizer ? "SEGV on unknown address" : "";
+using memkit::test::died_of_segv;
+using memkit::test::segv_report;
 
 void poke(void* p, unsigned char v) { *static_cast<volatile unsigned char*>(p) = v; }
 

@@ -35,12 +35,8 @@ const std::size_t pg = vm::page_size();
 unsigned char peek(const void* p) { return *static_cast<const volatile unsigned char*>(p); }
 void poke(void* p, unsigned char v) { *static_cast<volatile unsigned char*>(p) = v; }
 
-// A page fault on a protected page: SIGSEGV, or under AddressSanitizer its SEGV report and exit.
-bool died_of_segv(int status) {
-    if (WIFSIGNALED(status)) return WTERMSIG(status) == SIGSEGV;
-    return memkit::has_address_sanitizer && WIFEXITED(status) && WEXITSTATUS(status) != 0;
-}
-const char* const segv_report = memkit::has_address_sanitizer ? "SEGV on unknown address" : "";
+using memkit::test::died_of_segv;
+using memkit::test::segv_report;
 #define EXPECT_SEGV(statement) EXPECT_EXIT(statement, died_of_segv, segv_report)
 
 bool all_bytes(const std::byte* p, std::size_t n, std::byte v) {
