@@ -28,6 +28,13 @@ struct command {
 /// `memkit bench`: runs memkit's benchmark cases against their peers and prints the table.
 [[nodiscard]] command add_bench_command(CLI::App& app);
 
+/// `memkit track [-o FILE] -- PROGRAM ARGS...`: runs a program with libmemkit_track.so preloaded,
+/// recording every heap allocation to a trace file.
+[[nodiscard]] command add_track_command(CLI::App& app);
+
+/// `memkit report FILE`: peak, totals, top sites, leaks and sizes of a `memkit track` trace.
+[[nodiscard]] command add_report_command(CLI::App& app);
+
 #ifdef MEMKIT_CLI_HAVE_CONFIG
 /// `memkit config check FILE`: validates a memory_system TOML file and prints the effective
 /// configuration (built with memkit::config, i.e. when toml++ was found).

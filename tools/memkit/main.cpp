@@ -1,4 +1,4 @@
-// memkit: the command-line front end of the memkit library (bench, config; see --help).
+// memkit: the command-line front end of the memkit library (bench, track, report, config).
 #include <array>
 #include <exception>
 #include <iostream>
@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
 
     const std::array commands{
         memkit::cli::add_bench_command(app),
+        memkit::cli::add_track_command(app),
+        memkit::cli::add_report_command(app),
 #ifdef MEMKIT_CLI_HAVE_CONFIG
         memkit::cli::add_config_command(app),
 #endif
