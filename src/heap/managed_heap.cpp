@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "memkit/alloc/system.hpp"
+#include "memkit/core/annotations.hpp"
 
 namespace memkit {
 
@@ -748,7 +749,8 @@ MEMKIT_ALWAYS_INLINE managed_heap::header* managed_heap::live_header(const void*
     if (MEMKIT_UNLIKELY(a % granule != 0 || a < header_size || !in_regions(a - header_size, a)))
         return nullptr;
     auto* h = reinterpret_cast<header*>(a - header_size);
-    return MEMKIT_LIKELY(h->canary == (live_key ^ addr(h))) ? h : nullptr;
+    // A freed block's header is memory the tlsf heap may have poisoned for AddressSanitizer.
+    return MEMKIT_LIKELY(read_unused_word(&h->canary) == (live_key ^ addr(h))) ? h : nullptr;
 }
 
 void managed_heap::deallocate(void* p) {

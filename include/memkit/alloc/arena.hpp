@@ -12,6 +12,11 @@
 // the current block. `max_total` caps the bytes taken from the parent. There is no per-allocation
 // header: a 16-byte request costs 16 bytes plus alignment padding.
 //
+// Sanitizers: under ASan (and valgrind with MEMKIT_VALGRIND=1) the unused tail of every block is
+// poisoned and each allocation unpoisons exactly the bytes requested, so reading or writing past
+// the end of an allocation into the free tail, or into memory given back by rewind/reset, is
+// reported (alignment padding between allocations stays poisoned too).
+//
 // Complexity: allocate O(1) (a new block is a parent call on a cold path); deallocate O(1) (no-op);
 // rewind/reset/release O(blocks). owns() is O(blocks) and meant for debugging.
 // Thread-safety: not thread-safe; use one arena per thread or memkit::synchronized.
@@ -36,6 +41,7 @@
 
 #include "memkit/alloc/system.hpp"
 #include "memkit/core/align.hpp"
+#include "memkit/core/annotations.hpp"
 #include "memkit/core/concepts.hpp"
 #include "memkit/core/error.hpp"
 #include "memkit/core/platform.hpp"
@@ -125,7 +131,13 @@ public:
         return *this;
     }
 
-    ~basic_arena() { release(); }
+    ~basic_arena() {
+        release();
+        // The caller buffer outlives the arena: leave it as it was given.
+        if constexpr (has_memory_annotations) {
+            if (initial_ != nullptr) mark_owned(initial_, initial_size_);
+        }
+    }
 
     [[nodiscard]] void* allocate(std::size_t size, std::size_t align = alignof(std::max_align_t)) {
         if (void* p = try_allocate(size, align); MEMKIT_LIKELY(p != nullptr)) return p;
@@ -146,6 +158,7 @@ public:
             cur_ = reinterpret_cast<std::byte*>(p + size);
             bytes_ += size;
             ++allocations_;
+            if constexpr (has_memory_annotations) mark_allocated(reinterpret_cast<void*>(p), size);
             return reinterpret_cast<void*>(p);
         }
         return allocate_slow(size, align);
@@ -188,6 +201,8 @@ public:
         } else {
             cur_ = m.cur;
             end_ = block_end(head_);
+            if constexpr (has_memory_annotations)
+                mark_unused(cur_, static_cast<std::size_t>(end_ - cur_));
         }
         bytes_ = m.bytes;
         allocations_ = m.allocations;
@@ -210,6 +225,8 @@ public:
             }
             cur_ = block_begin(head_);
             end_ = block_end(head_);
+            if constexpr (has_memory_annotations)
+                mark_unused(cur_, static_cast<std::size_t>(end_ - cur_));
         }
         deallocations_ += allocations_;
         bytes_ = 0;
@@ -229,6 +246,8 @@ public:
             block* b = head_;
             head_ = b->prev;
             if (!is_initial(b)) give_back(b);
+            else if constexpr (has_memory_annotations)
+                mark_owned(block_begin(b), b->size - header_size);
         }
         if (spare_ != nullptr) give_back(std::exchange(spare_, nullptr));
         cur_ = end_ = nullptr;
@@ -329,16 +348,24 @@ private:
         head_ = b;
         cur_ = block_begin(b);
         end_ = block_end(b);
+        if constexpr (has_memory_annotations)
+            mark_unused(cur_, static_cast<std::size_t>(end_ - cur_));
     }
 
     // Called for blocks that leave the chain on rewind/reset: keep the largest as the spare.
     void retire(block* b) noexcept {
         if (is_initial(b)) return;
-        if (spare_ == nullptr || spare_->size < b->size) std::swap(spare_, b);
+        if (spare_ == nullptr || spare_->size < b->size) {
+            std::swap(spare_, b);
+            if constexpr (has_memory_annotations)
+                mark_unused(block_begin(spare_), spare_->size - header_size);
+        }
         if (b != nullptr) give_back(b);
     }
 
     void give_back(block* b) noexcept {
+        // The parent may keep its own bookkeeping in the block: hand it back addressable.
+        if constexpr (has_memory_annotations) mark_owned(block_begin(b), b->size - header_size);
         from_parent_ -= b->size;
         parent_.deallocate(b, b->size, alignof(std::max_align_t));
     }
@@ -366,6 +393,8 @@ private:
             if (b == nullptr) return nullptr;
             b->prev = large_;
             large_ = b;
+            if constexpr (has_memory_annotations)
+                mark_unused(block_begin(b), b->size - header_size);
             return commit(align_up(block_begin(b), align), size);
         }
 
@@ -381,10 +410,13 @@ private:
         head_ = b;
         cur_ = block_begin(b);
         end_ = block_end(b);
+        if constexpr (has_memory_annotations)
+            mark_unused(cur_, static_cast<std::size_t>(end_ - cur_));
         return commit(align_up(cur_, align), size, true);
     }
 
     void* commit(std::byte* p, std::size_t size, bool bump = false) noexcept {
+        if constexpr (has_memory_annotations) mark_allocated(p, size);
         if (bump) cur_ = p + size;
         bytes_ += size;
         ++allocations_;

@@ -44,6 +44,7 @@
 #include "memkit/alloc/pool.hpp"
 #include "memkit/alloc/system.hpp"
 #include "memkit/core/align.hpp"
+#include "memkit/core/annotations.hpp"
 #include "memkit/core/concepts.hpp"
 #include "memkit/core/error.hpp"
 #include "memkit/core/platform.hpp"
@@ -242,10 +243,10 @@ private:
     static void store_next(T* p, T* next) noexcept {
         std::memcpy(reinterpret_cast<std::byte*>(p) + link_offset, &next, link_size);
     }
+    // The word may lie in a released object, which the pool's parent may have poisoned.
     static std::uintptr_t load_word(const T* p) noexcept {
-        std::uintptr_t v = 0;
-        std::memcpy(&v, reinterpret_cast<const std::byte*>(p) + link_offset, sizeof v);
-        return v;
+        return read_unused_word(reinterpret_cast<const std::uintptr_t*>(
+            reinterpret_cast<const std::byte*>(p) + link_offset));
     }
     static void store_word(T* p, std::uintptr_t v) noexcept {
         std::memcpy(reinterpret_cast<std::byte*>(p) + link_offset, &v, sizeof v);

@@ -22,6 +22,12 @@
 // clear (every node free, chunks kept; reset() is the same), release (every chunk back).
 // Move-only: a moved-from pool is empty and usable. The destructor returns every chunk.
 //
+// Sanitizers: under ASan (and valgrind with MEMKIT_VALGRIND=1) every node that is not allocated
+// is poisoned, except, in a freed node, the words the pool keeps there (the free-list link, and
+// the double-free tag in debug builds, which the debug checks read); allocate
+// unpoisons the whole node. So a read of a freed node beyond those words, or of a node never
+// handed out, is reported. The poison is lifted when chunks go back to the parent.
+//
 // Complexity: allocate/deallocate O(1) (a new chunk is a parent call on a cold path); reserve
 // one parent call; clear O(chunks); release O(chunks); shrink_to_fit
 // O(free * log chunks + chunks * log chunks) and no extra memory; owns O(chunks) (for debugging).
@@ -52,6 +58,7 @@
 
 #include "memkit/alloc/system.hpp"
 #include "memkit/core/align.hpp"
+#include "memkit/core/annotations.hpp"
 #include "memkit/core/concepts.hpp"
 #include "memkit/core/error.hpp"
 #include "memkit/core/platform.hpp"
@@ -186,6 +193,7 @@ public:
             n = refill();
             if (n == nullptr) return nullptr;
         }
+        if constexpr (has_memory_annotations) mark_allocated(n, node_size_);
         ++allocations_;
         if constexpr (debug_checks) untag(n);
         return n;
@@ -204,10 +212,14 @@ public:
         if constexpr (debug_checks) {
             if (MEMKIT_UNLIKELY(!accept_free(p))) return;
         }
+        // The caller may have left the node annotated (a container's spare capacity).
+        if constexpr (has_memory_annotations) mark_owned(p, node_size_);
         node* n = ::new (p) node{free_};
         free_ = n;
         ++deallocations_;
         if constexpr (debug_checks) tag(n);
+        if constexpr (has_memory_annotations)
+            mark_unused(static_cast<std::byte*>(p) + kept_bytes(), node_size_ - kept_bytes());
     }
 
     /// Fills `out` with nodes, all or nothing: if they cannot all be had, throws out_of_memory
@@ -220,6 +232,7 @@ public:
             node* x = free_;
             if (x != nullptr) free_ = x->next;
             else x = refill(); // cannot fail: the nodes are reserved
+            if constexpr (has_memory_annotations) mark_allocated(x, node_size_);
             if constexpr (debug_checks) untag(x);
             p = x;
         }
@@ -297,6 +310,7 @@ public:
             chunk* c = std::exchange(used_, used_->next);
             c->next = fresh_;
             fresh_ = c;
+            if constexpr (has_memory_annotations) mark_unused(c->begin, c->nodes * node_size_);
         }
         bump_ = bump_end_ = nullptr;
     }
@@ -422,11 +436,13 @@ private:
         std::byte* begin = align_up(static_cast<std::byte*>(raw), node_align_);
         total_nodes_ += nodes;
         capacity_bytes_ += bytes;
+        if constexpr (has_memory_annotations) mark_unused(begin, nodes * node_size_);
         return ::new (static_cast<void*>(begin + nodes * node_size_))
             chunk{nullptr, nullptr, nullptr, raw, bytes, begin, nodes, 0};
     }
 
     void give_back(chunk* c) noexcept {
+        if constexpr (has_memory_annotations) mark_owned(c->begin, c->nodes * node_size_);
         total_nodes_ -= c->nodes;
         capacity_bytes_ -= c->raw_bytes;
         parent_.deallocate(c->raw, c->raw_bytes, chunk_align_);
@@ -459,6 +475,12 @@ private:
     // --- debug checks -------------------------------------------------------------------------
 
     bool has_tag_word() const noexcept { return node_size_ >= 2 * sizeof(std::uintptr_t); }
+
+    // Bytes at the start of a freed node left addressable: the link and, in debug builds, the
+    // tag (nodes are at least one link long, and a tag word exists only in longer ones).
+    std::size_t kept_bytes() const noexcept {
+        return debug_checks && has_tag_word() ? 2 * sizeof(std::uintptr_t) : sizeof(node);
+    }
     static std::uintptr_t tag_of(const void* p) noexcept {
         return reinterpret_cast<std::uintptr_t>(p) ^ free_tag_key;
     }

@@ -29,6 +29,11 @@
 // every object and keeps up to retained_empty slabs per cache. Move-only: a moved-from slab
 // allocator has no size classes (every allocation fails with bad_size) until one is assigned.
 //
+// Sanitizers: under ASan (and valgrind with MEMKIT_VALGRIND=1) every object that is not allocated
+// is poisoned (a freed object except its first word, the free-list link), and allocate unpoisons
+// exactly the requested bytes (resize_in_place and an in-place reallocate move that boundary);
+// so a read of a freed object past its first word, or past the requested size, is reported.
+//
 // Complexity: allocate and deallocate O(1) (a class lookup in a table, a pop or push on one
 // slab's free list, at most one list move; taking or returning a slab is one parent call); owns
 // O(1) (the slab is looked up in a hash set of this allocator's slabs, so a foreign pointer is
@@ -68,6 +73,7 @@
 
 #include "memkit/alloc/system.hpp"
 #include "memkit/core/align.hpp"
+#include "memkit/core/annotations.hpp"
 #include "memkit/core/concepts.hpp"
 #include "memkit/core/error.hpp"
 #include "memkit/core/platform.hpp"
@@ -255,6 +261,7 @@ public:
         if (MEMKIT_UNLIKELY(bytes_in_use_ > peak_)) peak_ = bytes_in_use_;
         ++allocations_;
         if constexpr (debug_checks) flip_bit(s, c, p);
+        if constexpr (has_memory_annotations) mark_allocated(p, size);
         return p;
     }
 
@@ -269,7 +276,12 @@ public:
             flip_bit(s, caches_[s->cls], p);
         }
         cache& c = caches_[s->cls];
+        if constexpr (has_memory_annotations)
+            mark_owned(p, sizeof(object)); // the request may have been shorter than the link
         s->free = ::new (p) object{s->free};
+        if constexpr (has_memory_annotations)
+            mark_unused(static_cast<std::byte*>(p) + sizeof(object),
+                        c.object_size - sizeof(object));
         bytes_in_use_ -= size;
         ++deallocations_;
         const std::uint32_t before = s->in_use--;
@@ -292,6 +304,7 @@ public:
             if (MEMKIT_UNLIKELY(!accept_object(p, s))) return false;
         }
         if (new_size - 1 >= caches_[s->cls].object_size) return false;
+        if constexpr (has_memory_annotations) annotate_resize(p, old_size, new_size);
         bytes_in_use_ = bytes_in_use_ - old_size + new_size;
         peak_ = peak_ < bytes_in_use_ ? bytes_in_use_ : peak_;
         return true;
@@ -311,6 +324,7 @@ public:
         const std::size_t cls_size = caches_[s->cls].object_size;
         const bool align_ok = (align & (align - 1)) == 0 && align - 1 < supported_align_;
         if (new_size - 1 < cls_size && align_ok && is_aligned(p, align)) {
+            if constexpr (has_memory_annotations) annotate_resize(p, old_size, new_size);
             bytes_in_use_ = bytes_in_use_ - old_size + new_size;
             peak_ = peak_ < bytes_in_use_ ? bytes_in_use_ : peak_;
             return p;
@@ -532,6 +546,13 @@ private:
         return head != nullptr && head->in_use == 0 ? 1 : 0;
     }
 
+    // The live object at `p` changes from `old_size` to `new_size` bytes within its class.
+    static void annotate_resize(void* p, std::size_t old_size, std::size_t new_size) noexcept {
+        auto* b = static_cast<std::byte*>(p);
+        if (new_size > old_size) mark_allocated(b + old_size, new_size - old_size);
+        else mark_unused(b + new_size, old_size - new_size);
+    }
+
     // The cache has no partial slab: reuse an empty one or take a new one from the parent.
     MEMKIT_NOINLINE slab* refill(cache& c) noexcept {
         slab* s = c.lists[empty_list];
@@ -555,11 +576,13 @@ private:
         const auto cls = static_cast<std::uint16_t>(ci);
         void* at = base + slab_size_ - header_bytes_;
         slab* s = ::new (at) slab{nullptr, nullptr, nullptr, raw, caches_, 0, 0, cls, partial_list};
+        if constexpr (has_memory_annotations) mark_unused(base, slab_size_ - header_bytes_);
         std::memset(static_cast<void*>(bitmap(s)), 0, bitmap_words_ * sizeof(std::uint64_t));
         return s;
     }
 
     void give_back(slab* s) noexcept {
+        if constexpr (has_memory_annotations) mark_owned(slab_begin(s), slab_size_ - header_bytes_);
         erase(reinterpret_cast<std::uintptr_t>(slab_begin(s)));
         --slab_count_;
         parent_.deallocate(s->raw, slab_ask_bytes_, slab_ask_align_);
@@ -587,6 +610,8 @@ private:
                     s->in_use = 0;
                     std::memset(static_cast<void*>(bitmap(s)), 0,
                                 bitmap_words_ * sizeof(std::uint64_t));
+                    if constexpr (has_memory_annotations)
+                        mark_unused(slab_begin(s), slab_size_ - header_bytes_);
                     link(c, s, empty_list);
                 } else {
                     give_back(s);

@@ -8,6 +8,11 @@
 // allocation; `mark()` / `unwind(m)` free everything allocated after a marker at once, and
 // `reset()` frees everything. Unwinding invalidates the markers taken above the unwind point.
 //
+// Sanitizers: under ASan (and valgrind with MEMKIT_VALGRIND=1) the free space above the top is
+// poisoned; allocate unpoisons the block header and exactly the requested bytes, and
+// deallocate, unwind and reset poison what they free, so a read of a freed block or past the
+// end of the top block is reported.
+//
 // Complexity: allocate, deallocate, mark, unwind and reset are O(1); the buffer never grows.
 // Thread-safety: none; wrap it in memkit::synchronized to share it.
 // Failure: allocate throws memkit::out_of_memory (with available/used/capacity) when the request
@@ -30,6 +35,7 @@
 
 #include "memkit/alloc/system.hpp"
 #include "memkit/core/align.hpp"
+#include "memkit/core/annotations.hpp"
 #include "memkit/core/concepts.hpp"
 #include "memkit/core/error.hpp"
 #include "memkit/core/platform.hpp"
@@ -70,12 +76,15 @@ public:
         top_ = begin_;
         end_ = begin_ + capacity;
         owns_buffer_ = true;
+        if constexpr (has_memory_annotations) mark_unused(begin_, capacity);
     }
 
     /// Uses the caller's buffer, which must outlive the allocator and is never freed by it.
     explicit basic_stack_allocator(std::span<std::byte> buffer, Parent parent = {}) noexcept
         : parent_(std::move(parent)), begin_(buffer.data()), top_(buffer.data()),
-          end_(buffer.data() + buffer.size()) {}
+          end_(buffer.data() + buffer.size()) {
+        if constexpr (has_memory_annotations) mark_unused(begin_, buffer.size());
+    }
 
     basic_stack_allocator(const basic_stack_allocator&) = delete;
     basic_stack_allocator& operator=(const basic_stack_allocator&) = delete;
@@ -124,7 +133,9 @@ public:
         if (MEMKIT_UNLIKELY(user + size > reinterpret_cast<std::uintptr_t>(end_))) return nullptr;
         // The header may be unaligned for small alignments; memcpy compiles to a plain store.
         auto* p = top_ + (user - top);
+        if constexpr (has_memory_annotations) mark_owned(p - header_size, header_size);
         std::memcpy(p - header_size, &top_, header_size);
+        if constexpr (has_memory_annotations) mark_allocated(p, size);
         top_ = p + size;
         bytes_in_use_ += size;
         peak_ = peak_ < bytes_in_use_ ? bytes_in_use_ : peak_;
@@ -140,6 +151,8 @@ public:
             if (MEMKIT_UNLIKELY(!is_top_block(b, size))) return report_bad_free(b);
         }
         std::memcpy(&top_, b - header_size, header_size);
+        if constexpr (has_memory_annotations)
+            mark_unused(top_, static_cast<std::size_t>(b + size - top_)); // b + size: the old top
         bytes_in_use_ -= size;
         ++deallocations_;
     }
@@ -156,6 +169,8 @@ public:
                                 t > reinterpret_cast<std::uintptr_t>(top_)))
                 return report_bad_unwind(m);
         }
+        if constexpr (has_memory_annotations)
+            mark_unused(m.top_, static_cast<std::size_t>(top_ - m.top_));
         top_ = m.top_;
         bytes_in_use_ = m.bytes_in_use_;
         deallocations_ += (allocations_ - deallocations_) - m.live_;
@@ -164,6 +179,8 @@ public:
     /// Frees every block. The peak and the call counters keep counting from construction.
     void reset() noexcept {
         deallocations_ = allocations_;
+        if constexpr (has_memory_annotations)
+            mark_unused(begin_, static_cast<std::size_t>(top_ - begin_));
         top_ = begin_;
         bytes_in_use_ = 0;
     }
@@ -232,6 +249,11 @@ private:
     }
 
     void release_buffer() noexcept {
+        // A caller buffer outlives the allocator, and the parent may keep bookkeeping in its
+        // own: either way the memory leaves addressable.
+        if constexpr (has_memory_annotations) {
+            if (begin_ != nullptr) mark_owned(begin_, capacity());
+        }
         if (owns_buffer_) parent_.deallocate(begin_, capacity(), buffer_alignment);
     }
 

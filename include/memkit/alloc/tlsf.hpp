@@ -44,6 +44,15 @@
 // moves of reallocate; deallocations counts deallocate calls, the moves of reallocate, and the
 // blocks freed by reset. An in-place resize changes bytes_in_use only.
 //
+// Sanitizers: under ASan (and valgrind with MEMKIT_VALGRIND=1) a free block is poisoned except
+// the words the heap itself uses (its header, its two list links and its last word, the next
+// block's boundary tag), and a live block is addressable for exactly the bytes requested (or
+// given to resize_in_place/reallocate): its slack up to usable_size() is poisoned, so a read of
+// a freed block or past the requested size is reported. To use the slack, resize_in_place(p,
+// size, usable_size(p)) first. A heap given a caller region (the span constructor, add_region)
+// annotates nothing: such memory may be shared with other processes (shm_heap), whose changes
+// the sanitizer of this process would not see.
+//
 // Complexity: allocate, try_allocate, deallocate and resize_in_place are O(1) (a new region is a
 // Parent call on a cold path); reallocate O(1) plus the copy when it moves; reset and owns are
 // O(regions); largest_free_block is O(blocks in the largest size class); validate is
@@ -80,6 +89,7 @@
 
 #include "memkit/alloc/system.hpp"
 #include "memkit/core/align.hpp"
+#include "memkit/core/annotations.hpp"
 #include "memkit/core/concepts.hpp"
 #include "memkit/core/error.hpp"
 #include "memkit/core/platform.hpp"
@@ -203,6 +213,7 @@ public:
           free_count_(o.free_count_), region_count_(o.region_count_) {
         std::memcpy(sl_bitmap_, o.sl_bitmap_, sizeof sl_bitmap_);
         std::memcpy(heads_, o.heads_, sizeof heads_);
+        if constexpr (has_memory_annotations) this->annotate_ = o.annotate_;
         o.forget();
     }
 
@@ -219,6 +230,8 @@ public:
     ~basic_tlsf_heap() {
         for (region* r = regions_; r != nullptr;) {
             region* next = r->next;
+            // Caller regions outlive the heap, and the parent may keep bookkeeping in its own.
+            if constexpr (has_memory_annotations) mark_owned(r->raw, r->raw_size);
             if (r->from_parent) parent_.deallocate(r->raw, r->raw_size, parent_alignment);
             r = next;
         }
@@ -242,7 +255,7 @@ public:
             b = refill(span);
             if (b == nullptr) return nullptr;
         }
-        return use(b, span);
+        return hand_out(use(b, span), size);
     }
 
     /// Frees the block at `p`, merging it with free neighbours. `size` and `align` are those
@@ -301,6 +314,12 @@ public:
         for (region* r = regions_; r != nullptr; r = r->next) {
             block* b = r->first;
             const std::size_t span = static_cast<std::size_t>(addr(r->sentinel) - addr(b));
+            if constexpr (has_memory_annotations)
+                if (this->annotate_) mark_owned(payload(b), 2 * sizeof(void*));
+            if constexpr (has_memory_annotations)
+                if (this->annotate_) mark_owned(r->sentinel, sizeof(block*));
+            if constexpr (has_memory_annotations)
+                if (this->annotate_) mark_unused(free_middle(b), span - min_span);
             b->header = span | free_bit;
             r->sentinel->header = prev_free_bit;
             r->sentinel->prev_phys = b;
@@ -313,6 +332,7 @@ public:
     /// Adds the caller's memory as a new region (never freed by the heap; it must outlive the
     /// heap and overlap no other region). Throws bad_size when it cannot hold one block.
     void add_region(std::span<std::byte> buffer) {
+        if constexpr (has_memory_annotations) stop_annotating();
         block* b = install(buffer.data(), buffer.size(), false);
         if (b == nullptr) throw bad_size(name, buffer.size(), max_block_span);
         insert(b, span_of(b));
@@ -518,6 +538,13 @@ private:
 
     // Frees the live block `b` of `span` bytes.
     MEMKIT_ALWAYS_INLINE void release(block* b, std::size_t span) noexcept {
+        // The links and the boundary tag written below may lie in the block's poisoned slack.
+        if constexpr (has_memory_annotations)
+            if (this->annotate_) mark_owned(payload(b), 2 * sizeof(void*));
+        if constexpr (has_memory_annotations)
+            if (this->annotate_) mark_owned(offset(b, span), sizeof(block*));
+        block* const freed = b;
+        const std::size_t freed_span = span;
         bytes_in_use_ -= span - header_word;
         ++deallocations_;
         // Keeps the free bit in this header even when the block merges into its left
@@ -542,17 +569,57 @@ private:
         insert(b, span);
         next->header |= prev_free_bit;
         next->prev_phys = b;
+        if constexpr (has_memory_annotations)
+            if (this->annotate_) {
+                // What just became the middle of a free block: the freed block (from its links on
+                // if it stays a block of its own) and a merged right neighbour's header and links.
+                // The rest of a merged neighbour is poisoned already, so the cost stays O(freed).
+                std::byte* lo = b == freed ? free_middle(b) : reinterpret_cast<std::byte*>(freed);
+                std::byte* hi = reinterpret_cast<std::byte*>(offset(freed, freed_span));
+                if (hi != reinterpret_cast<std::byte*>(next)) hi += min_span;
+                mark_unused(lo, static_cast<std::size_t>(hi - lo));
+            }
     }
 
     // A block whose size the caller's size does not predict: aligned, grown or shrunk in place,
     // or with a split remainder too small to stand alone.
     MEMKIT_NOINLINE void release_unpredicted(block* b) noexcept { release(b, span_of(b)); }
 
+    // A caller region arrives: lift every mark made so far and annotate nothing from now on.
+    void stop_annotating() noexcept {
+        if constexpr (has_memory_annotations) {
+            if (!this->annotate_) return;
+            this->annotate_ = false;
+            for (region* r = regions_; r != nullptr; r = r->next) mark_owned(r->raw, r->raw_size);
+        }
+    }
+
+    // Where the part of a free block that the heap never touches starts: after the header and the
+    // two list links. It runs to the block's end; the next block's boundary tag follows.
+    static std::byte* free_middle(block* b) noexcept {
+        return reinterpret_cast<std::byte*>(b) + min_span;
+    }
+
+    // The live block at `p` was asked for `size` bytes: only those are addressable.
+    MEMKIT_ALWAYS_INLINE void* hand_out(void* p, std::size_t size) noexcept {
+        if constexpr (has_memory_annotations) {
+            if (this->annotate_) {
+                const std::size_t usable = span_of(block_of(p)) - header_word;
+                mark_allocated(p, size);
+                mark_unused(static_cast<std::byte*>(p) + size, usable - size);
+            }
+        }
+        return p;
+    }
+
     // Hands out the free block `b` (in no list) for `span` bytes, returning its tail to a list.
     MEMKIT_ALWAYS_INLINE void* use(block* b, std::size_t span) noexcept {
         const std::size_t have = span_of(b);
         if (have - span >= min_span) {
             block* rest = offset(b, span);
+            if constexpr (has_memory_annotations)
+                if (this->annotate_)
+                    mark_owned(rest, min_span); // its header and links; its middle stays poisoned
             rest->header = (have - span) | free_bit;
             b->header = span | (b->header & prev_free_bit);
             insert(rest, have - span);
@@ -588,13 +655,16 @@ private:
             // neighbour is in use) and goes back to a list.
             block* lead = b;
             b = offset(lead, gap);
+            if constexpr (has_memory_annotations)
+                if (this->annotate_)
+                    mark_owned(b, 2 * sizeof(void*)); // lead's boundary tag and b's header
             b->header = (span_of(lead) - gap) | free_bit | prev_free_bit;
             b->prev_phys = lead;
             lead->header = gap | free_bit;
             insert(lead, gap);
             offset(b, span_of(b))->prev_phys = b; // its previous-free bit is set already
         }
-        return use(b, span);
+        return hand_out(use(b, span), size);
     }
 
     // In-place resize of the live block `b` (see resize_in_place).
@@ -622,15 +692,29 @@ private:
                 rest_span += as;
                 after = offset(rest, rest_span);
             }
+            if constexpr (has_memory_annotations)
+                if (this->annotate_) mark_owned(rest, min_span);
+            if constexpr (has_memory_annotations)
+                if (this->annotate_) mark_owned(after, sizeof(block*));
             b->header = need | (b->header & prev_free_bit);
             rest->header = rest_span | free_bit;
             insert(rest, rest_span);
             after->header |= prev_free_bit;
             after->prev_phys = rest;
+            // A rare path, so poisoning all of the rest (O(its size)) is fine.
+            if constexpr (has_memory_annotations)
+                if (this->annotate_) mark_unused(free_middle(rest), rest_span - min_span);
             have = need;
         }
         bytes_in_use_ = bytes_in_use_ - old_span + have;
         peak_ = peak_ < bytes_in_use_ ? bytes_in_use_ : peak_;
+        // The contents stay defined; only the new slack is poisoned.
+        if constexpr (has_memory_annotations)
+            if (this->annotate_) mark_owned(payload(b), new_size);
+        if constexpr (has_memory_annotations)
+            if (this->annotate_)
+                mark_unused(static_cast<std::byte*>(payload(b)) + new_size,
+                            have - header_word - new_size);
         return true;
     }
 
@@ -653,6 +737,8 @@ private:
         block* s = at(sentinel);
         s->header = prev_free_bit;
         s->prev_phys = b;
+        if constexpr (has_memory_annotations)
+            if (this->annotate_) mark_unused(free_middle(b), span - min_span);
         capacity_ += size;
         total_span_ += span;
         ++region_count_;
@@ -706,8 +792,9 @@ private:
                 {errc::not_owned, name, p, "pointer is in none of the heap's regions"});
             return false;
         }
+        // A block merged into its left neighbour lies in poisoned memory: peek at its header.
         const block* b = block_of(p);
-        const std::size_t h = b->header;
+        const std::size_t h = read_unused_word(&b->header);
         const std::size_t span = h & ~flag_mask;
         if ((h & reserved_bits) != 0 || span < min_span || span > addr(r->sentinel) - addr(b)) {
             report_violation({errc::not_owned, name, p, "pointer is not the start of a block"});
@@ -717,7 +804,7 @@ private:
             report_violation({errc::double_free, name, p, "block is already free"});
             return false;
         }
-        if (offset(b, span)->header & prev_free_bit) {
+        if (read_unused_word(&offset(b, span)->header) & prev_free_bit) {
             report_violation({errc::not_owned, name, p, "pointer is not the start of a block"});
             return false;
         }
@@ -814,6 +901,11 @@ private:
     std::uint64_t deallocations_ = 0;
     std::size_t free_count_ = 0;
     std::size_t region_count_ = 0;
+#if MEMKIT_HAS_ASAN || MEMKIT_VALGRIND
+    // Caller regions may be memory that other processes change (shm_heap) or that other code
+    // inspects after a free (managed_heap): a heap with one annotates nothing (see add_region).
+    bool annotate_ = true;
+#endif
 };
 
 using tlsf_heap = basic_tlsf_heap<>;
