@@ -779,7 +779,8 @@ void managed_heap::deallocate_slow(void* p) {
             const std::uintptr_t a = addr(p);
             if (a % granule == 0 && a >= header_size && in_regions(a - header_size, a)) {
                 const auto* g = reinterpret_cast<const header*>(a - header_size);
-                if (g->canary == (freed_key ^ addr(g)) || g->canary == (deferred_key ^ addr(g)))
+                const std::uintptr_t canary = read_unused_word(&g->canary); // may be poisoned
+                if (canary == (freed_key ^ addr(g)) || canary == (deferred_key ^ addr(g)))
                     throw invalid_address(p, errc::double_free,
                                           "memkit::managed_heap: block freed twice");
                 throw invalid_address(p, errc::not_owned,
