@@ -604,10 +604,10 @@ TEST(ManagedHeapPause, BudgetedCollectionNeverHoldsTheLockLongerThanItsBudget) {
     stop = true;
     probe.join();
     // The structural guarantee, independent of timing: the work went in batches of at most 32
-    // blocks (checked in the recorder), each one lock hold, and the call returned between them.
+    // blocks (checked in the recorder), each one lock hold. (A fast build may finish everything
+    // within one call's budget.)
     EXPECT_EQ(total, 50000u);
     EXPECT_GE(rec->batches.load(), 50000u / 32);
-    EXPECT_GT(calls.size(), 1u);
     // The time bound, robust to a loaded machine and to sanitizers: the typical lock hold stays
     // well inside the budget and the typical call ends about when its budget does. A preempted
     // thread can make any single pause long, so the maxima are not asserted; ThreadSanitizer's
